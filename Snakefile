@@ -1,0 +1,32 @@
+# dbdflow workflow: learning dynamic Boltzmann distributions from lattice simulations.
+#
+# Path grammar (DESIGN.md §1), under results/{exp}/:
+#   config.yaml                          the validated config with defaults filled in
+#   sims/{split}/ic{ic}_b{batch}.h5      one batch of simulations of one IC   (rule simulate)
+#   moments/{split}.h5                   exact per-IC moment sums, MPI job    (rule moments)
+# {exp} is the config's `experiment`; {split} is train or test; {ic} and {batch} are integers.
+#
+# Run: snakemake --cores 2                  (default config/config.yaml)
+#      snakemake --cores 2 --configfile config/paper/annihilation_1d.yaml
+#      snakemake --profile slurm            (cluster; see README "Running on a cluster")
+
+from snakemake.utils import min_version, validate
+
+min_version("8.10")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/moments.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

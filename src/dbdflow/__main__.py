@@ -1,0 +1,3 @@
+from dbdflow.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dbdflow import config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def base() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_default_config_loads_with_defaults_filled():
+    exp = config.load(ROOT / "config" / "config.yaml")
+    assert exp.lattice.shape == (200,)
+    assert exp.species == ("A",)
+    assert exp.n_records == exp.n_steps // exp.record_every + 1
+    assert exp.n_batches("train") == 2
+    assert list(exp.batch_trajectories("train", 1)) == list(range(20, 40))
+    minimal = {k: v for k, v in base().items() if k not in ("storage", "batch_size", "semantics")}
+    exp = config.from_dict(minimal)
+    assert exp.batch_size == 50 and exp.semantics == "standard" and exp.store_states
+
+
+def test_shipped_configs_all_load():
+    for path in sorted((ROOT / "config").rglob("*.yaml")):
+        config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "words"),
+    [
+        (lambda c: c["lattice"].update(boundary="circular"), "lattice.boundary", "periodic"),
+        (lambda c: c.update(dt=-1), "dt", "0"),
+        (lambda c: c.update(colour="red"), "(top level)", "allowed keys"),
+        (lambda c: c["splits"]["train"].update(n_ics=0), "splits.train.n_ics", "minimum"),
+        (lambda c: c.update(reactions=["A + A -> 0 @ 1.5"]), "reactions", "A + A -> 0 @ 1.5"),
+        (lambda c: c.update(reactions=["A + Q -> 0 @ 0.5"]), "reactions", "A + Q -> 0 @ 0.5"),
+        (lambda c: c.update(record_every=7), "record_every", "multiple"),
+        (lambda c: c["initial"]["params"].update(Q=1.0), "initial.params.Q", "allowed"),
+        (lambda c: c["initial"].update(kind="counts"), "initial.counts", "required"),
+        (
+            lambda c: c.update(initial={"kind": "counts", "counts": {"A": 500}}),
+            "initial.counts",
+            "exceed",
+        ),
+        (
+            lambda c: c.update(initial={"kind": "density", "density": {"B": 0.5}}),
+            "initial.density",
+            "unknown species",
+        ),
+        (lambda c: c["lattice"].update(shape=[1, 2, 3, 4]), "lattice.shape", "long"),
+    ],
+)
+def test_bad_fields_are_named(tmp_path, edit, field, words):
+    cfg = base()
+    edit(cfg)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    message = str(err.value)
+    assert str(path) in message and field in message and words in message
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(config.ConfigError, match="not found"):
+        config.load(tmp_path / "nope.yaml")
+    (tmp_path / "x.yaml").write_text("lattice: [unclosed")
+    with pytest.raises(config.ConfigError, match=r"x\.yaml: not valid YAML"):
+        config.load(tmp_path / "x.yaml")
