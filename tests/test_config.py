@@ -40,7 +40,8 @@ def test_shipped_configs_all_load():
         (lambda c: c.update(reactions=["A + Q -> 0 @ 0.5"]), "reactions", "A + Q -> 0 @ 0.5"),
         (lambda c: c.update(record_every=7), "record_every", "multiple"),
         (lambda c: c["initial"]["params"].update(Q=1.0), "initial.params.Q", "allowed"),
-        (lambda c: c["initial"].update(kind="counts"), "initial.counts", "required"),
+        (lambda c: c["initial"].update(kind="counts"), "initial.params", "not used"),
+        (lambda c: c.update(initial={"kind": "counts"}), "initial.counts", "required"),
         (
             lambda c: c.update(initial={"kind": "counts", "counts": {"A": 500}}),
             "initial.counts",

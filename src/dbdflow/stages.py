@@ -16,8 +16,7 @@ import yaml
 from dbdflow import config as config_mod
 from dbdflow import io, rng
 from dbdflow.moments import aggregate, observables
-from dbdflow.simulate import initial as initial_mod
-from dbdflow.simulate import run
+from dbdflow.simulate import run, sample_counts, sample_densities
 
 log = logging.getLogger("dbdflow")
 
@@ -61,14 +60,13 @@ def ic_parameters(exp: config_mod.Experiment, split: str, ic: int) -> dict[str, 
 def initial_states(exp: config_mod.Experiment, split: str, ic: int, generators) -> np.ndarray:
     """int8 (n_traj, n_sites) lattices at time 0, one drawn from each trajectory's generator."""
     n_sites = exp.lattice.n_sites
-    codes = {s: i + 1 for i, s in enumerate(exp.species)}
     kind = exp.initial.kind
     if kind == "counts":
-        counts = {codes[s]: n for s, n in exp.initial.counts.items()}
-        return np.stack([initial_mod.random_counts(n_sites, counts, g) for g in generators])
+        counts = [exp.initial.counts.get(s, 0) for s in exp.species]
+        return np.stack([sample_counts(n_sites, counts, g) for g in generators])
     if kind == "density":
-        density = {codes[s]: p for s, p in exp.initial.density.items()}
-        return np.stack([initial_mod.random_density(n_sites, density, g) for g in generators])
+        density = [exp.initial.density.get(s, 0.0) for s in exp.species]
+        return np.stack([sample_densities(n_sites, density, g) for g in generators])
     from dbdflow.boltzmann import chain, exact_sample
 
     params = ic_parameters(exp, split, ic)
