@@ -15,7 +15,11 @@ from snakemake.utils import min_version, validate
 min_version("8.10")
 
 
-configfile: "config/config.yaml"
+# The embedded default is used only when no --configfile is given: Snakemake would otherwise merge
+# a user's config into it key by key (e.g. keep the default's initial.params beside their counts).
+if not config:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
