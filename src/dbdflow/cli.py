@@ -37,6 +37,16 @@ def _parser() -> argparse.ArgumentParser:
         help="fail unless the MPI world has exactly this many ranks",
     )
     m.add_argument("files", nargs="+", help="sims files of the split")
+
+    i = sub.add_parser(
+        "install-profile",
+        help="install a Snakemake cluster profile where `snakemake --profile NAME` finds it",
+    )
+    i.add_argument("name", choices=["slurm"])
+    i.add_argument("--partition", help="SLURM partition (default: the cluster's default)")
+    i.add_argument("--account", help="SLURM account (default: asked from sacctmgr)")
+    i.add_argument("--dest", help="profile directory (default ~/.config/snakemake/NAME)")
+    i.add_argument("--force", action="store_true", help="replace an existing profile")
     return p
 
 
@@ -55,7 +65,17 @@ def main(argv: list[str] | None = None) -> int:
             stages.simulate(args.config, args.split, args.ic, args.batch, args.out)
         elif args.command == "moments":
             stages.moments(args.config, args.split, args.files, args.out, args.expect_ranks)
-    except (ConfigError, FormatError) as err:
+        elif args.command == "install-profile":
+            from dbdflow.profiles import install_profile
+
+            try:
+                path = install_profile(
+                    args.name, args.partition, args.account, args.dest, args.force
+                )
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+            print(f"wrote {path}; now run: snakemake --profile {args.name}")
+    except (ConfigError, FormatError, FileExistsError) as err:
         print(f"dbdflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

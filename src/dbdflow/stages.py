@@ -166,13 +166,8 @@ def moments(
         if exp.initial.kind == "chain":
             attrs["ic_parameters"] = [ic_parameters(exp, split, c) for c in range(n_ics)]
         io.write_moments(out, times=times, n_traj=n_traj, sums=sums, sumsqs=sumsqs, attrs=attrs)
-    log.info(
-        "moments %s split=%s: %d files, %d ranks",
-        exp.name,
-        split,
-        len(files),
-        1 if comm is None else comm.Get_size(),
-    )
+        ranks = 1 if comm is None else comm.Get_size()
+        log.info("moments %s split=%s: %d files, %d ranks", exp.name, split, len(files), ranks)
 
 
 def _world(expect_ranks: int | None):

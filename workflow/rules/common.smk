@@ -1,5 +1,6 @@
 # Helpers shared by all rules: the typed experiment, wildcard constraints and target lists.
 from dbdflow.config import from_dict
+from dbdflow.profiles import mpi_launcher
 
 EXP = from_dict(config, source="config")
 RESULTS = f"results/{EXP.name}"

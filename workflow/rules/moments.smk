@@ -12,7 +12,7 @@ rule moments:
     benchmark:
         f"{RESULTS}/benchmarks/moments/{{split}}.tsv"
     resources:
-        mpi="mpiexec",
+        mpi=lambda wc: mpi_launcher(workflow.executor_plugin.name),
         tasks=1,
     conda:
         "../../envs/dbdflow.yaml"
