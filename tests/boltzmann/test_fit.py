@@ -1,0 +1,165 @@
+"""Static learning: maximum likelihood recovers known parameters from exact samples within their
+statistical error (Fisher information), PCD agrees with exact-moment fits, sample_initial draws
+from the right distribution."""
+
+import brute_force as bf
+import numpy as np
+import pytest
+
+from dbdflow.boltzmann import (
+    chain,
+    chain_rbm,
+    deep,
+    exact_moments,
+    exact_sample,
+    fit,
+    lattice_rbm,
+    sample_initial,
+)
+
+P_VALUE = 1e-3
+
+
+def fisher_chi2(delta, stats):
+    """n δᵀ Cov(T) δ: asymptotically χ²(K) for δ = MLE - truth, Cov(T) the Fisher information
+    per lattice (estimated from the n data lattices' statistics)."""
+    return stats.shape[0] * delta @ np.cov(stats.T) @ delta
+
+
+@pytest.mark.parametrize("boundary", ["reflecting", "periodic"])
+def test_fit_recovers_chain_parameters(boundary):
+    model, truth = chain(100, boundary), np.array([-0.3, 0.6, -0.8])
+    data = exact_sample(model, truth, 400, np.random.default_rng(1))
+    theta, log = fit(model, data, np.zeros(3), learning_rate=0.05, n_steps=5000, tol=1e-8)
+    assert log["converged"] and log["asleep"] == "exact"
+    assert log["log_likelihood"][-1] > log["log_likelihood"][0]
+    chi2 = fisher_chi2(theta - truth, model.statistics(data))
+    assert chi2 < bf.chi2_quantile(3, P_VALUE), f"θ = {theta}, chi2 = {chi2:.2f}"
+    sgd, log_sgd = fit(model, data, np.zeros(3), method="sgd", learning_rate=1.0, tol=1e-8)
+    assert log_sgd["converged"]
+    np.testing.assert_allclose(sgd, theta, atol=1e-5)
+
+
+def effective_chain(theta):
+    """Visible marginal of the periodic chain RBM (eq. 39) as a (b, J) chain: summing h_j out
+    gives exp(f(v_j + v_{j+1})), f(s) = ln(1 + e^{b' + W s}), so b_eff = b + 2(f(1) - f(0)) and
+    J_eff = f(2) - 2 f(1) + f(0). (b, W, b') -> (b_eff, J_eff) is many-to-one: only the
+    effective parameters are identifiable."""
+    b, w, bx = theta
+    f = np.logaddexp(0.0, bx + w * np.arange(3))
+    return np.array([b + 2 * (f[1] - f[0]), f[2] - 2 * f[1] + f[0]])
+
+
+def test_fit_chain_rbm_recovers_the_visible_distribution():
+    model, truth = chain_rbm(100, "periodic"), np.array([-0.5, 1.0, -1.0])
+    data = exact_sample(model, truth, 400, np.random.default_rng(2))
+    theta, log = fit(model, data, np.array([0.0, 0.5, 0.0]), n_steps=5000, tol=1e-8)
+    assert log["converged"] and log["asleep"] == "exact"
+    visible = chain(100, "periodic", terms=("b", "J"))
+    stats = visible.statistics(data)
+    # the fitted RBM's visible marginal is the (b, J) chain at the effective parameters
+    np.testing.assert_allclose(
+        exact_moments(visible, effective_chain(theta))[0], exact_moments(model, theta)[0]
+    )
+    np.testing.assert_allclose(
+        exact_moments(visible, effective_chain(theta)), stats.mean(axis=0), rtol=1e-6
+    )
+    chi2 = fisher_chi2(effective_chain(theta) - effective_chain(truth), stats)
+    assert chi2 < bf.chi2_quantile(2, P_VALUE), f"chi2 = {chi2:.2f}"
+
+
+def test_pcd_fit_agrees_with_exact_fit():
+    model = chain(8, "reflecting")
+    data = exact_sample(model, [0.4, -0.7, 0.9], 500, np.random.default_rng(3))
+    exact, _ = fit(model, data, np.zeros(3), tol=1e-9, n_steps=5000)
+    pcd, log = fit(
+        model,
+        data,
+        np.zeros(3),
+        asleep="pcd",
+        rng=np.random.default_rng(4),
+        learning_rate=lambda step: 0.05 / (1 + step / 300),
+        n_steps=3000,
+        n_chains=200,
+    )
+    assert log["asleep"] == "pcd" and not log["converged"]
+    # the PCD optimum must be closer to the exact MLE than the MLE is to the truth, typically
+    error = np.sqrt(np.diag(np.linalg.inv(np.cov(model.statistics(data).T) * data.shape[0])))
+    assert np.all(np.abs(pcd - exact) < error), f"PCD {pcd}, exact {exact}, σ {error}"
+
+
+@pytest.mark.parametrize(("asleep", "k"), [("pcd", 1), ("cd", 5), ("random", 10)])
+def test_sampled_fit_of_lattice_rbm_reaches_a_stationary_point(asleep, k):
+    """With raw hidden probabilities (paper §IV.B) and minibatches; checked with exact gradients
+    from enumeration: at the fitted θ, awake - asleep is within 4 standard errors of the data."""
+    model = lattice_rbm((2, 2), ("A", "B"), ("X",), couple={"A": "X", "B": "X"})
+    truth = np.array([-0.4, 0.2, 0.9, -0.6, -0.3])
+    exact = bf.Exact(model, truth)
+    rng = np.random.default_rng(5)
+    data = exact.sample(3000, rng)[:, : model.n_sites]
+    theta, log = fit(
+        model,
+        data,
+        np.full(5, 0.1),
+        asleep=asleep,
+        k=k,
+        rng=rng,
+        n_chains=200,
+        n_steps=1200,
+        batch_size=500,
+        learning_rate=lambda step: 0.05 / (1 + step / 200),
+    )
+    assert log["asleep"] == asleep
+    awake = model.awake_statistics(data, theta)
+    gradient = awake.mean(axis=0) - bf.Exact(model, theta).moments
+    stderr = awake.std(axis=0) / np.sqrt(data.shape[0])
+    assert np.all(np.abs(gradient) < 4 * stderr), f"gradient / stderr = {gradient / stderr}"
+
+
+def test_centred_fit_of_deep_model_converges():
+    """Deterministic (exact asleep moments, mean-field awake): the centred parametrisation with
+    moving offsets reaches a stationary point of the natural gradient."""
+    model = deep((3,), ("A",), [("X",), ("P",)])
+    exact = bf.Exact(model, [-0.2, 1.0, -0.5, 0.8, 0.3])
+    data = exact.sample(300, np.random.default_rng(6))[:, :3]
+    moments = lambda t: bf.Exact(model, t).moments  # noqa: E731
+    theta, log = fit(
+        model, data, np.full(5, 0.2), asleep=moments, centering=True, n_steps=4000, tol=1e-6
+    )
+    assert log["converged"] and log["offsets"].shape == (3,)
+    gradient = model.awake_statistics(data, theta).mean(axis=0) - moments(theta)
+    assert np.max(np.abs(gradient)) / model.n_sites < 1e-6
+
+
+def test_sample_initial_exact_and_gibbs():
+    rng = np.random.default_rng(7)
+    model, theta = chain(6, "periodic"), [0.4, -0.9, 1.1]
+    lattices, info = sample_initial(model, theta, 20000, rng, return_info=True)
+    assert info["method"] == "exact" and lattices.dtype == np.int8
+    exact = bf.Exact(model, theta)
+    ok, stat, limit = bf.chi_square_passes(exact.codes(lattices), exact.p)
+    assert ok, f"chi2 = {stat:.1f} > {limit:.1f}"
+    model = lattice_rbm((2, 2), ("A", "B"), ("X",))
+    theta = [-0.2, 0.3, 0.9, -0.7, -0.4]
+    lattices, info = sample_initial(model, theta, 20000, rng, return_info=True)
+    assert info["method"] == "gibbs" and np.all(info["rhat"] < 1.01)
+    v, p = bf.Exact(model, theta).visible_marginal()
+    codes = np.ravel_multi_index(tuple(lattices.T.astype(int)), (3,) * 4)
+    ok, stat, limit = bf.chi_square_passes(
+        codes, p[np.argsort(np.ravel_multi_index(tuple(v.T), (3,) * 4))]
+    )
+    assert ok, f"chi2 = {stat:.1f} > {limit:.1f}"
+
+
+def test_bad_arguments_raise():
+    model, data = lattice_rbm((3,), ("A",), ("X",)), np.zeros((4, 3), np.int8)
+    with pytest.raises(ValueError, match="method"):
+        fit(model, data, np.zeros(3), method="newton")
+    with pytest.raises(ValueError, match="exact"):
+        fit(model, data, np.zeros(3), asleep="exact")
+    with pytest.raises(ValueError, match="rng"):
+        fit(model, data, np.zeros(3), asleep="pcd")
+    with pytest.raises(ValueError, match="data"):
+        fit(model, np.zeros((4, 5), np.int8), np.zeros(3), asleep="pcd")
+    with pytest.raises(ValueError, match="exact sampling"):
+        sample_initial(model, np.zeros(3), 3, np.random.default_rng(0), method="exact")
