@@ -1,0 +1,148 @@
+"""Exact discrete adjoint (eqs. 30-33, 41) against finite differences of the discrete objective."""
+
+import numpy as np
+import pytest
+
+from dbdflow.dynamics import DynamicsModel, HermiteGrid, gradient, quadrature_weights, solve
+
+N_STEPS, DT = 10, 0.1
+MIX = np.array([1.0, 0.5, -0.3, 0.2, 0.7])
+
+
+def mixed_model():
+    """K = 5: d = 3, 2, 1 grids; F_0/F_4 and F_1/F_3 share coordinates and geometry (one basis
+    evaluation per group); θ_4 is no function's argument; F_1 reads its coordinates reversed."""
+    g3 = HermiteGrid([-2.0, -1.5, -2.0], [2.0, 2.0, 1.7], [2, 3, 2])
+    g2 = HermiteGrid([-1.0, -2.0], [2.0, 2.0], [3, 2])
+    g1 = HermiteGrid([-3.0], [3.0], [4])
+    return DynamicsModel([g3, g2, g1, g2, g3], [(0, 1, 2), (3, 1), (2,), (3, 1), (0, 1, 2)])
+
+
+def objective(theta, c, weights, l2, theta_bar):
+    """S = Σ_n w_n [ℓ_n(θ_n) + λ_r|θ_n − θ̄_n|²] with ℓ_n = Σ_k c_nk θ_k² + sin(MIX·θ), and the
+    source densities ∂ℓ_n/∂θ_n (what μ̃ − μ is for the KL objective)."""
+    ell = (c * theta**2).sum(-1) + np.sin(theta @ MIX)
+    value = (weights * ell).sum() + l2 * (weights[:, None] * (theta - theta_bar) ** 2).sum()
+    dmu = 2 * c * theta + np.cos(theta @ MIX)[..., None] * MIX
+    return value, dmu
+
+
+def central_differences(f, x, eps):
+    out = np.empty(x.size)
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = eps
+        out[i] = (f(x + e) - f(x - e)) / (2 * eps)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("scheme", "substeps"), [("euler", 1), ("euler", 5), ("rk4", 1), ("rk4", 3)]
+)
+@pytest.mark.parametrize(
+    ("start", "end", "truncate"), [(0, N_STEPS, False), (3, 8, False), (3, 8, True)]
+)
+def test_adjoint_gradient_equals_finite_differences(scheme, substeps, start, end, truncate):
+    """dS/du and dS/dθ(t_stop) match central differences of the discrete S to 1e-6 (relative
+    to the gradient's norm). Windows: forward to the window end, weights on the window; stop = 0
+    is the exact windowed gradient, stop = window start the eq. 41 form (θ(τ) held fixed)."""
+    rng = np.random.default_rng([substeps, start, truncate])
+    model = mixed_model()
+    u = 0.5 * rng.normal(size=model.n_coeffs)
+    theta0 = rng.uniform(-1, 1, (3, model.n_params))
+    c = rng.uniform(0.5, 1.5, (end + 1, model.n_params))
+    theta_bar = rng.normal(size=(3, end + 1, model.n_params))
+    weights = quadrature_weights(end + 1, DT, start, end)
+    l2 = 0.3
+    stop = start if truncate else 0
+
+    traj = solve(model, u, theta0, end, DT, scheme=scheme, substeps=substeps)
+    _, dmu = objective(traj.theta, c, weights, l2, theta_bar)
+    dmu[:, weights == 0] = np.nan  # e.g. moments never computed outside the window
+    grad_u, grad_theta = gradient(model, traj, dmu, weights, l2=l2, theta_bar=theta_bar, stop=stop)
+
+    base = traj.theta[:, stop]
+
+    def s_of(uu, th):
+        run = solve(model, uu, th, end - stop, DT, scheme=scheme, substeps=substeps)
+        return objective(run.theta, c[stop:], weights[stop:], l2, theta_bar[:, stop:])[0]
+
+    fd_u = central_differences(lambda uu: s_of(uu, base), u, 1e-6)
+    fd_theta = central_differences(lambda th: s_of(u, th.reshape(base.shape)), base.ravel(), 1e-6)
+    assert np.linalg.norm(grad_u - fd_u) <= 1e-6 * np.linalg.norm(fd_u)
+    assert np.linalg.norm(grad_theta.ravel() - fd_theta) <= 1e-6 * np.linalg.norm(fd_theta)
+    # coefficients whose basis functions vanish at every stage point get exactly zero gradient
+    touched = np.zeros(model.n_coeffs, dtype=bool)
+    for grid, cs, sl in zip(model.grids, model.coords, model.slices, strict=True):
+        points = traj.stages[:, stop * substeps :, :, list(cs)].reshape(-1, grid.d)
+        touched[sl][np.unique(grid.basis(points)[0])] = True
+    assert np.all(grad_u[~touched] == 0) and touched.mean() < 0.9
+
+
+def test_discrete_gradient_converges_to_the_continuous_one():
+    """F(θ; a) = −aθ, S = ∫_0^T θ² dt with θ = θ_0 e^{−at}: dS/da = Σ_l dS/du_l ∂u_l/∂a must
+    approach θ_0²[T e^{−2aT}/a − (1 − e^{−2aT})/(2a²)] as O(Δt²) (trapezoid weights, RK4)."""
+    a, t_end, theta0 = 0.7, 2.0, 1.3
+    grid = HermiteGrid([-0.5], [2.0], [3])
+    model = DynamicsModel([grid], [(0,)])
+    unit = model.interpolate([lambda x: np.stack([-x[:, 0], -np.ones(len(x))], axis=1)])
+    decay = np.exp(-2 * a * t_end)
+    exact = theta0**2 * (t_end * decay / a - (1 - decay) / (2 * a**2))
+    errors = []
+    for n_steps in (20, 40):
+        dt = t_end / n_steps
+        traj = solve(model, a * unit, [[theta0]], n_steps, dt, scheme="rk4")
+        weights = quadrature_weights(n_steps + 1, dt)
+        grad_u, _ = gradient(model, traj, 2 * traj.theta, weights)
+        errors.append(abs(grad_u @ unit - exact))
+    assert errors[0] < 1e-2 * abs(exact)
+    assert 3.5 < errors[0] / errors[1] < 4.5
+
+
+def test_quadrature_weights():
+    w = quadrature_weights(11, 0.1, 2, 6)
+    assert np.allclose(w, [0, 0, 0.05, 0.1, 0.1, 0.1, 0.05, 0, 0, 0, 0])
+    assert np.allclose(quadrature_weights(5, 0.2, 1, 3, rule="uniform"), [0, 0.2, 0.2, 0.2, 0])
+    assert np.allclose(quadrature_weights(4, 0.2, 2, 2), [0, 0, 0.2, 0])
+    with pytest.raises(ValueError, match="start"):
+        quadrature_weights(5, 0.1, 3, 2)
+    with pytest.raises(ValueError, match="rule"):
+        quadrature_weights(5, 0.1, rule="simpson")
+
+
+def test_bad_inputs_raise():
+    model = mixed_model()
+    traj = solve(model, np.zeros(model.n_coeffs), np.zeros(5), 4, 0.1)
+    weights = quadrature_weights(5, 0.1)
+    with pytest.raises(ValueError, match="dmu"):
+        gradient(model, traj, np.zeros((1, 4, 5)), weights)
+    with pytest.raises(ValueError, match="weights"):
+        gradient(model, traj, np.zeros((1, 5, 5)), weights[:-1])
+    with pytest.raises(ValueError, match="stop"):
+        gradient(model, traj, np.zeros((1, 5, 5)), weights, stop=5)
+    other = DynamicsModel([HermiteGrid([0.0], [1.0], 1)], [(0,)])
+    with pytest.raises(ValueError, match="model"):
+        gradient(other, traj, np.zeros((1, 5, 5)), weights)
+
+
+def test_four_dimensional_functions():
+    """d = 4 grids (generic kernel path), one read in reversed coordinate order: directional
+    derivatives of S = Σ_n w_n |θ_n|² match central differences."""
+    rng = np.random.default_rng(7)
+    g4 = HermiteGrid([-1.0, -0.5, 0.0, -2.0], [1.0, 1.0, 2.0, 1.0], [2, 1, 2, 3])
+    g1 = HermiteGrid([-2.0], [2.0], [3])
+    model = DynamicsModel([g4, g4, g1, g4], [(0, 1, 2, 3), (0, 1, 2, 3), (1,), (3, 2, 1, 0)])
+    u = 0.1 * rng.normal(size=model.n_coeffs)
+    theta0 = rng.uniform(-0.5, 0.5, (2, 4))
+    weights = quadrature_weights(7, 0.1)
+
+    def s_of(uu):
+        theta = solve(model, uu, theta0, 6, 0.1, scheme="rk4", substeps=2).theta
+        return (weights[:, None] * theta**2).sum()
+
+    traj = solve(model, u, theta0, 6, 0.1, scheme="rk4", substeps=2)
+    grad_u, _ = gradient(model, traj, 2 * traj.theta, weights)
+    for _ in range(3):
+        v = rng.normal(size=u.size)
+        fd = (s_of(u + 1e-6 * v) - s_of(u - 1e-6 * v)) / 2e-6
+        assert abs(grad_u @ v - fd) <= 1e-6 * abs(fd)
