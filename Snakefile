@@ -4,7 +4,15 @@
 #   config.yaml                          the validated config with defaults filled in
 #   sims/{split}/ic{ic}_b{batch}.h5      one batch of simulations of one IC   (rule simulate)
 #   moments/{split}.h5                   exact per-IC moment sums, MPI job    (rule moments)
-# {exp} is the config's `experiment`; {split} is train or test; {ic} and {batch} are integers.
+#   models/{model}/initial_{split}.h5    θ(t0) of every IC of a split         (rule fit_initial)
+#   models/{model}/dynamics.h5           learned F_k coefficients, θ(t)       (rule train)
+#   eval/{name}.csv, eval/{name}.json    test-split comparison of one model or baseline
+#                                                                             (rule evaluate)
+#   eval/metrics.json                    RMSE by order of every model and baseline (rule metrics)
+#   report/report.md, report/*.png       figures and the metrics table        (rule report)
+# {exp} is the config's `experiment`; {split} is train or test; {ic} and {batch} are integers;
+# {model} is a key of the config's `models`; {name} a model or a closure baseline (mean_field,
+# pair). After a run, `snakemake --report report.html` collects figures, tables and dynamics.
 #
 # Run: snakemake --cores 2                  (default config/config.yaml)
 #      snakemake --cores 2 --configfile config/paper/annihilation_1d.yaml
@@ -25,9 +33,14 @@ if not config:
 validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/moments.smk"
+include: "workflow/rules/learn.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -1,5 +1,6 @@
 """The Snakemake workflow: dry runs of every shipped config, and the tiny pipeline end to end."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from dbdflow import io, stages
+from dbdflow.evaluate import figure_files
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / "config").rglob("*.yaml"))
@@ -66,5 +68,29 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         serial = io.read_moments(tmp_path / f"serial_{split}.h5")
         for name in serial["sum"]:
             assert np.array_equal(serial["sum"][name], m["sum"][name])
+    # learning, evaluation of every model and baseline, metrics and report
+    for model in ("visible", "hidden"):
+        dyn = io.read_dynamics(out / f"models/{model}/dynamics.h5")
+        assert dyn["attrs"]["model"] == model and dyn["theta"].shape[:2] == (3, 11)
+        assert io.read_initial(out / f"models/{model}/initial_test.h5")["theta0"].shape[0] == 2
+    names = ["visible", "hidden", "mean_field", "pair"]
+    for name in names:
+        table = (out / f"eval/{name}.csv").read_text().splitlines()
+        assert table[0].startswith("ic,time,observable,component,order,data_mean")
+        assert len(table) == 1 + 2 * 11 * 5  # test ICs × records × 1D observables
+    metrics = json.loads((out / "eval/metrics.json").read_text())
+    assert list(metrics["rmse_by_order"]) == names
+    for name in names:
+        assert set(metrics["rmse_by_order"][name]) == {"1", "2", "3", "4"}
+        assert all(v is not None and v >= 0 for v in metrics["rmse_by_order"][name].values())
+    assert set(metrics["kl_per_site"]) == {"visible", "hidden"}
+    figures = figure_files(["visible", "hidden"], 1, 1, False)
+    for name in figures.values():
+        assert (out / "report" / name).stat().st_size > 10_000
+    assert "| hidden | DBD model |" in (out / "report/report.md").read_text()
+    html = tmp_path / "report.html"
+    proc = snakemake(tmp_path, "--configfile", str(tiny), "--report", str(html))
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert html.stat().st_size > 100_000 and "rmse.png" in html.read_text()
     again = snakemake(tmp_path, "--configfile", str(tiny), "-n", "--quiet")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -38,6 +38,61 @@ def _parser() -> argparse.ArgumentParser:
     )
     m.add_argument("files", nargs="+", help="sims files of the split")
 
+    f = sub.add_parser("fit-initial", help="θ(t0) of every IC of a split for one reduced model")
+    f.add_argument("--config", required=True)
+    f.add_argument("--moments", required=True, help="moments file of the split (.h5)")
+    f.add_argument("--model", required=True, help="model name (config section models)")
+    f.add_argument("--split", required=True, help="train or test")
+    f.add_argument("--out", required=True, help="output initial file (.h5)")
+    f.add_argument(
+        "sims", nargs="*", help="sims files of the split (lattice-based hidden statistics)"
+    )
+
+    t = sub.add_parser("train", help="learn the dynamics of one model (Algorithm 1)")
+    t.add_argument("--config", required=True)
+    t.add_argument("--moments", required=True, help="moments file of the train split (.h5)")
+    t.add_argument("--initial", required=True, help="initial file of the train split (.h5)")
+    t.add_argument("--model", required=True, help="model name (config section models)")
+    t.add_argument("--out", required=True, help="output dynamics file (.h5)")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue bit-identically from the checkpoint beside --out, if there is one",
+    )
+    t.add_argument(
+        "sims", nargs="*", help="sims files of the train split (lattice-based hidden statistics)"
+    )
+
+    e = sub.add_parser(
+        "evaluate",
+        help="predict the test split's moments with one model or closure baseline and compare",
+    )
+    e.add_argument("--config", required=True)
+    e.add_argument("--moments", required=True, help="moments file of the test split (.h5)")
+    e.add_argument(
+        "--name", required=True, help="model name (config section models), mean_field or pair"
+    )
+    e.add_argument("--initial", help="θ(t0) of the test split (models only, .h5)")
+    e.add_argument("--dynamics", help="learned dynamics (models only, .h5)")
+    e.add_argument("--out-csv", required=True, help="output evaluation table (.csv)")
+    e.add_argument("--out-json", required=True, help="output RMSE summary (.json)")
+    e.add_argument(
+        "--chains", type=int, default=64, help="Gibbs chains of sampled models (default 64)"
+    )
+    e.add_argument("--sweeps", type=int, default=10, help="Gibbs sweeps per data step (default 10)")
+
+    c = sub.add_parser("metrics", help="combine per-model evaluation summaries into one JSON")
+    c.add_argument("--out", required=True, help="output metrics file (.json)")
+    c.add_argument("files", nargs="+", help="summaries written by `dbdflow evaluate`")
+
+    r = sub.add_parser("report", help="figures and report.md of an evaluated experiment")
+    r.add_argument("--config", required=True)
+    r.add_argument("--metrics", required=True, help="combined metrics (.json)")
+    r.add_argument("--out-dir", required=True, help="report directory")
+    r.add_argument("--eval", nargs="+", required=True, help="evaluation tables (.csv)")
+    r.add_argument("--dynamics", nargs="+", required=True, help="dynamics files of the models")
+    r.add_argument("--sims", help="a test sims file with lattices (2D/3D snapshots)")
+
     i = sub.add_parser(
         "install-profile",
         help="install a Snakemake cluster profile where `snakemake --profile NAME` finds it",
@@ -58,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from dbdflow import stages
     from dbdflow.config import ConfigError
+    from dbdflow.dynamics.train import DivergenceError
     from dbdflow.io import FormatError
 
     try:
@@ -65,6 +121,42 @@ def main(argv: list[str] | None = None) -> int:
             stages.simulate(args.config, args.split, args.ic, args.batch, args.out)
         elif args.command == "moments":
             stages.moments(args.config, args.split, args.files, args.out, args.expect_ranks)
+        elif args.command == "fit-initial":
+            stages.fit_initial(
+                args.config, args.moments, args.model, args.split, args.out, args.sims or None
+            )
+        elif args.command == "train":
+            stages.train(
+                args.config,
+                args.moments,
+                args.initial,
+                args.model,
+                args.out,
+                resume=args.resume,
+                sims_files=args.sims or None,
+            )
+        elif args.command == "evaluate":
+            from dbdflow.evaluate import CLOSURES
+
+            if args.name not in CLOSURES and (args.initial is None or args.dynamics is None):
+                _parser().error(f"evaluate: model {args.name!r} needs --initial and --dynamics")
+            stages.evaluate(
+                args.config,
+                args.moments,
+                args.name,
+                args.out_csv,
+                args.out_json,
+                initial_path=args.initial,
+                dynamics_path=args.dynamics,
+                chains=args.chains,
+                sweeps=args.sweeps,
+            )
+        elif args.command == "metrics":
+            stages.combine_metrics(args.files, args.out)
+        elif args.command == "report":
+            stages.report(
+                args.config, args.metrics, args.eval, args.dynamics, args.out_dir, args.sims
+            )
         elif args.command == "install-profile":
             from dbdflow.profiles import install_profile
 
@@ -78,4 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FormatError, FileExistsError) as err:
         print(f"dbdflow {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except DivergenceError as err:
+        print(f"dbdflow {args.command}: training diverged: {err}", file=sys.stderr)
+        return 3
     return 0

@@ -9,7 +9,7 @@ file and the field, e.g. ``config/x.yaml: lattice.boundary: 'circular' is not on
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,15 @@ class Experiment:
     compression: str | None
     raw: dict
     source: str = "<config>"
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    training: Training | None = None
+
+    def model(self, name: str) -> ModelSpec:
+        if name not in self.models:
+            raise ConfigError(
+                f"{self.source}: models: no model named {name!r} (models: {sorted(self.models)})"
+            )
+        return self.models[name]
 
     @property
     def species(self) -> tuple[str, ...]:
@@ -152,6 +161,10 @@ def from_dict(data: Any, source: str = "<config>") -> Experiment:
         fail("record_every", f"n_steps ({raw['n_steps']}) must be a multiple of it")
     initial = _initial(raw["initial"], raw["species"], lattice, fail)
     storage = raw["storage"]
+    models = {
+        name: _model(name, spec, raw, lattice, sch, fail) for name, spec in raw["models"].items()
+    }
+    training = _training(raw, models, fail)
     return Experiment(
         name=raw["experiment"],
         seed=raw["seed"],
@@ -168,6 +181,8 @@ def from_dict(data: Any, source: str = "<config>") -> Experiment:
         compression=None if storage["compression"] == "none" else storage["compression"],
         raw=raw,
         source=source,
+        models=models,
+        training=training,
     )
 
 
@@ -245,3 +260,339 @@ def _message(err: jsonschema.ValidationError) -> str:
 
 def _error_order(err: jsonschema.ValidationError):
     return [str(p) for p in err.absolute_path]
+
+
+# --- reduced models and training (sections ``models`` and ``training``) --------------------------
+
+FAMILIES = ("chain", "chain_rbm", "lattice_rbm")
+EXACT_FAMILIES = ("chain", "chain_rbm")
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """The finite-element grid shared by a model's F_k (schema ``models.<m>.dynamics``)."""
+
+    coords: tuple[str, ...]
+    spacing: tuple[float, ...]
+    lower: tuple[float, ...] | None
+    upper: tuple[float, ...] | None
+    margin: tuple[float, ...]
+    scheme: str
+    substeps: int
+
+
+@dataclass(frozen=True)
+class ThetaInitial:
+    """How θ(t0) is obtained per IC (schema ``models.<m>.initial``)."""
+
+    method: str
+    values: dict[str, float] | None
+    start: dict[str, float]
+    steps: int
+    tol: float
+    learning_rate: float
+    l2: float
+
+
+@dataclass(frozen=True)
+class AsleepSpec:
+    """Asleep-phase moments (schema ``models.<m>.asleep``); ``method`` has "auto" resolved."""
+
+    method: str
+    sweeps: int
+    chains: int
+    hidden: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One reduced model: Boltzmann family, its parameter names, θ(t0), grid, asleep moments."""
+
+    name: str
+    family: str
+    param_names: tuple[str, ...]
+    terms: tuple[str, ...]
+    hidden_species: tuple[str, ...]
+    couple: dict | None
+    field: tuple[int, ...] | None
+    initial: ThetaInitial
+    dynamics: GridSpec
+    asleep: AsleepSpec
+    needs_states: bool
+
+    def build(self, exp: Experiment):
+        """The :class:`~dbdflow.boltzmann.BoltzmannModel` on the experiment's lattice."""
+        from dbdflow.boltzmann import chain, chain_rbm, lattice_rbm
+
+        n, boundary = exp.lattice.n_sites, exp.lattice.boundary
+        if self.family == "chain":
+            model = chain(n, boundary, species=exp.species, terms=self.terms)
+        elif self.family == "chain_rbm":
+            model = chain_rbm(n, boundary)
+        else:
+            model = lattice_rbm(
+                exp.lattice.shape, exp.species, self.hidden_species, self.field, self.couple
+            )
+        if tuple(model.param_names) != self.param_names:
+            raise ConfigError(
+                f"{exp.source}: models.{self.name}: built parameters {model.param_names} differ "
+                f"from the expected {self.param_names}"
+            )
+        return model
+
+
+def _param_names(family, species, terms, hidden, couple) -> tuple[str, ...]:
+    import itertools
+
+    if family == "chain":
+        return tuple(
+            t + "_" + "".join(species[c] for c in word)
+            for t in ("b", "J", "K")
+            if t in terms
+            for word in itertools.combinations_with_replacement(
+                range(len(species)), "bJK".index(t) + 1
+            )
+        )
+    if family == "chain_rbm":
+        return ("b_A", "W_AX", "b_X")
+    pairs = [(s, t) for s in species for t in hidden] if couple is None else couple
+    return (
+        *(f"b_{s}" for s in species),
+        *(f"W_{s}{t}" for s, t in pairs),
+        *(f"b_{t}" for t in hidden),
+    )
+
+
+def _model(name: str, spec: dict, raw: dict, lattice: Lattice, sch: dict, fail) -> ModelSpec:
+    spec = copy.deepcopy(spec)
+    _fill_defaults(spec, sch["$defs"]["model"], sch)
+    at = f"models.{name}"
+    family, species = spec["family"], list(raw["species"])
+    for key in ("hidden_species", "couple", "field"):
+        if family != "lattice_rbm" and spec.get(key) is not None:
+            fail(f"{at}.{key}", f"only used by family lattice_rbm, not {family!r}")
+    if family != "chain" and spec["terms"] != ["b", "J", "K"] and "terms" in raw["models"][name]:
+        fail(f"{at}.terms", f"only used by family chain, not {family!r}")
+    if family in EXACT_FAMILIES and lattice.ndim != 1:
+        fail(f"{at}.family", f"{family} needs a 1D lattice, the lattice has shape {lattice.shape}")
+    if family == "chain_rbm" and len(species) != 1:
+        fail(f"{at}.family", f"chain_rbm has one visible species, the config has {species}")
+    if family in EXACT_FAMILIES and lattice.boundary == "periodic" and lattice.n_sites < 3:
+        fail(f"{at}.family", "a periodic chain needs at least 3 sites")
+    terms = tuple(t for t in "bJK" if t in spec["terms"])
+    if family == "chain" and "K" in terms and len(species) > 1:
+        fail(
+            f"{at}.terms",
+            "K (three-site) statistics of several species are not among the observables",
+        )
+    hidden, couple, fld = (), None, None
+    if family == "lattice_rbm":
+        if "hidden_species" not in spec:
+            fail(f"{at}.hidden_species", "required by family lattice_rbm")
+        hidden = tuple(spec["hidden_species"])
+        clash = sorted(set(hidden) & set(species))
+        if clash:
+            fail(f"{at}.hidden_species", f"{clash} are also visible species")
+        if spec["couple"] is not None:
+            couple = []
+            for s, targets in spec["couple"].items():
+                targets = [targets] if isinstance(targets, str) else list(targets)
+                if s not in species or any(t not in hidden for t in targets):
+                    fail(f"{at}.couple.{s}", f"must map a species of {species} to {list(hidden)}")
+                couple.extend((s, t) for t in targets)
+        if spec["field"] is not None:
+            fld = tuple(spec["field"])
+            if len(fld) != lattice.ndim or any(
+                not 1 <= f <= n for f, n in zip(fld, lattice.shape, strict=True)
+            ):
+                fail(f"{at}.field", f"need 1..shape[a] sites per axis of {lattice.shape}")
+    names = _param_names(family, species, terms, hidden, couple)
+
+    dyn = spec["dynamics"]
+    coords = tuple(dyn["coords"])
+    for c in coords:
+        if c not in names:
+            fail(
+                f"{at}.dynamics.coords", f"{c!r} is not a parameter of this {family} model {names}"
+            )
+    d = len(coords)
+
+    def per_coord(key, value):
+        values = [value] * d if isinstance(value, int | float) else list(value)
+        if len(values) != d:
+            fail(f"{at}.dynamics.{key}", f"need 1 or {d} values (one per coordinate)")
+        return tuple(float(v) for v in values)
+
+    spacing = per_coord("spacing", dyn["spacing"])
+    lower = upper = None
+    if (dyn["lower"] is None) != (dyn["upper"] is None):
+        fail(f"{at}.dynamics.lower", "give both lower and upper, or neither (automatic bounds)")
+    if dyn["lower"] is not None:
+        lower, upper = per_coord("lower", dyn["lower"]), per_coord("upper", dyn["upper"])
+        if any(lo >= hi for lo, hi in zip(lower, upper, strict=True)):
+            fail(f"{at}.dynamics.upper", f"must exceed lower on every axis: {lower}, {upper}")
+    margin = (
+        tuple(2 * h for h in spacing)
+        if dyn["margin"] is None
+        else per_coord("margin", dyn["margin"])
+    )
+
+    ini = spec["initial"]
+    method = ini["method"]
+    for key in ("values", "start"):
+        bad = sorted(set(ini.get(key) or {}) - set(names))
+        if bad:
+            fail(f"{at}.initial.{key}", f"{bad} are not parameters of this model {names}")
+    if method == "given":
+        missing = sorted(set(names) - set(ini.get("values") or {}))
+        if missing:
+            fail(f"{at}.initial.values", f"method given needs every parameter; missing {missing}")
+    elif "values" in ini:
+        fail(f"{at}.initial.values", f"only used by method given, not {method!r}")
+    if method == "generating":
+        if raw["initial"]["kind"] != "chain" or family != "chain":
+            fail(
+                f"{at}.initial.method",
+                "generating needs initial.kind chain and family chain (the IC's own parameters)",
+            )
+        extra = sorted(set(raw["initial"]["params"]) - set(names))
+        if extra:
+            fail(f"{at}.initial.method", f"the ICs set {extra}, which this model lacks")
+
+    asl = spec["asleep"]
+    mode = asl["method"]
+    if mode == "auto":
+        mode = "exact" if family in EXACT_FAMILIES else "random"
+    if mode == "exact" and family not in EXACT_FAMILIES:
+        fail(f"{at}.asleep.method", f"exact moments need family {EXACT_FAMILIES}, not {family!r}")
+    needs_states = (
+        family == "lattice_rbm"
+        or mode == "cd"
+        or (family == "chain_rbm" and lattice.boundary != "periodic")
+    )
+    if needs_states and not raw["storage"]["states"]:
+        fail(
+            "storage.states",
+            f"models.{name} needs the stored lattices (hidden-unit statistics from receptive-field "
+            "histograms, open-chain bond ends or CD); set storage.states: true",
+        )
+    return ModelSpec(
+        name=name,
+        family=family,
+        param_names=names,
+        terms=terms,
+        hidden_species=hidden,
+        couple=None if couple is None else dict(_group_couple(couple)),
+        field=fld,
+        initial=ThetaInitial(
+            method,
+            None if ini.get("values") is None else {k: float(v) for k, v in ini["values"].items()},
+            {k: float(v) for k, v in ini["start"].items()},
+            int(ini["steps"]),
+            float(ini["tol"]),
+            float(ini["learning_rate"]),
+            float(ini["l2"]),
+        ),
+        dynamics=GridSpec(
+            coords, spacing, lower, upper, margin, dyn["scheme"], int(dyn["substeps"])
+        ),
+        asleep=AsleepSpec(mode, int(asl["sweeps"]), int(asl["chains"]), asl["hidden"]),
+        needs_states=needs_states,
+    )
+
+
+def _group_couple(pairs):
+    out: dict[str, list[str]] = {}
+    for s, t in pairs:
+        out.setdefault(s, []).append(t)
+    return {s: tuple(ts) for s, ts in out.items()}
+
+
+@dataclass(frozen=True)
+class Training:
+    """Algorithm 1's hyperparameters (schema ``training``); ``window`` is None or a dict with
+    size, shift, every, start, cycle."""
+
+    steps: int
+    optimizer: str
+    learning_rate: float
+    rate_groups: dict[str, float]
+    beta1: float
+    beta2: float
+    clip: float | None
+    batch_ics: int | None
+    window: dict | None
+    truncate: bool
+    quadrature: str
+    l2: float
+    l2_target: dict[str, float]
+    max_abs_theta: float
+    checkpoint_every: int
+    log_every: int
+
+    def rates(self, names) -> list[float]:
+        """Learning rate of each parameter's F: its name's group, else its prefix's, else the
+        default."""
+        return [
+            self.rate_groups.get(n, self.rate_groups.get(n.split("_")[0], self.learning_rate))
+            for n in names
+        ]
+
+
+def _training(raw: dict, models: dict[str, ModelSpec], fail) -> Training:
+    tr = raw["training"]
+    rate = tr["learning_rate"]
+    default, groups = (
+        (rate, {})
+        if isinstance(rate, int | float)
+        else (
+            rate["default"],
+            dict(rate.get("groups", {})),
+        )
+    )
+    names = {n for m in models.values() for n in m.param_names}
+    prefixes = {n.split("_")[0] for n in names}
+    for key in groups:
+        if key not in names and key not in prefixes:
+            fail(
+                f"training.learning_rate.groups.{key}",
+                f"matches no parameter of any model (parameters {sorted(names)})",
+            )
+    for key in tr["l2_target"]:
+        if key not in names:
+            fail(f"training.l2_target.{key}", f"not a parameter of any model {sorted(names)}")
+    window = (
+        None
+        if tr["window"] is None
+        else {
+            "size": tr["window"]["size"],
+            "shift": tr["window"].get("shift", 1),
+            "every": tr["window"].get("every", 1),
+            "start": tr["window"].get("start", 0),
+            "cycle": tr["window"].get("cycle", False),
+        }
+    )
+    horizon = raw["n_steps"] // raw["record_every"]
+    if window is not None and window["size"] < horizon < window["start"] + window["size"]:
+        fail("training.window.start", f"must be <= {horizon - window['size']} (data steps - size)")
+    n_train = raw["splits"]["train"]["n_ics"]
+    if tr["batch_ics"] is not None and tr["batch_ics"] > n_train:
+        fail("training.batch_ics", f"{tr['batch_ics']} exceeds splits.train.n_ics ({n_train})")
+    return Training(
+        steps=int(tr["steps"]),
+        optimizer=tr["optimizer"],
+        learning_rate=float(default),
+        rate_groups={k: float(v) for k, v in groups.items()},
+        beta1=float(tr["beta1"]),
+        beta2=float(tr["beta2"]),
+        clip=None if tr["clip"] is None else float(tr["clip"]),
+        batch_ics=tr["batch_ics"],
+        window=window,
+        truncate=bool(tr["truncate"]),
+        quadrature=tr["quadrature"],
+        l2=float(tr["l2"]),
+        l2_target={k: float(v) for k, v in tr["l2_target"].items()},
+        max_abs_theta=float(tr["max_abs_theta"]),
+        checkpoint_every=int(tr["checkpoint_every"]),
+        log_every=int(tr["log_every"]),
+    )

@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from dbdflow import __version__
 
-FORMATS = {"sims": 1, "moments": 1}
+FORMATS = {"sims": 1, "moments": 1, "initial": 1, "dynamics": 1, "checkpoint": 1}
 
 
 class FormatError(ValueError):
@@ -198,4 +198,119 @@ def read_moments(path: str | Path) -> dict:
         for group in ("sum", "sumsq", "mean", "stderr"):
             out[group] = {name: ds[()] for name, ds in f[group].items()}
         out["attrs"] = {k: _decode(v) for k, v in f.attrs.items()}
+    return out
+
+
+# --- initial parameters θ(t0) -------------------------------------------------------------------
+
+
+def write_initial(
+    path: str | Path,
+    *,
+    param_names: Sequence[str],
+    theta0: np.ndarray,
+    fit: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any],
+) -> None:
+    """θ(t0) per IC: ``/theta0`` (n_ics, K), diagnostics ``/fit/<name>`` (n_ics, ...), attrs
+    ``param_names`` (JSON list), model, family, method, split."""
+    with create(path, "initial", {**attrs, "param_names": list(param_names)}) as f:
+        f.create_dataset("theta0", data=np.asarray(theta0, dtype=np.float64))
+        group = f.create_group("fit")
+        for name, value in fit.items():
+            group.create_dataset(name, data=np.asarray(value))
+
+
+def read_initial(path: str | Path) -> dict:
+    """``{theta0, param_names, fit, attrs}`` of an initial file."""
+    with open_checked(path, "initial") as f:
+        attrs = {k: _decode(v) for k, v in f.attrs.items()}
+        return {
+            "theta0": f["theta0"][()],
+            "param_names": tuple(attrs["param_names"]),
+            "fit": {k: ds[()] for k, ds in f["fit"].items()},
+            "attrs": attrs,
+        }
+
+
+# --- learned dynamics ---------------------------------------------------------------------------
+
+
+def write_dynamics(
+    path: str | Path,
+    *,
+    param_names: Sequence[str],
+    functions: Sequence[Mapping[str, np.ndarray]],
+    u: np.ndarray,
+    times: np.ndarray,
+    theta0: np.ndarray,
+    theta: np.ndarray,
+    outside: np.ndarray,
+    excursions: np.ndarray,
+    log: Mapping[str, np.ndarray],
+    attrs: Mapping[str, Any],
+) -> None:
+    """Learned F_k (DESIGN.md §5): ``/u`` (all coefficients), ``/functions/<name>/`` per F_k with
+    ``u``, ``coords`` (indices into θ), ``lower``, ``upper``, ``n_cells``; the training ICs'
+    ``/times``, ``/theta0`` (n_ics, K), ``/theta`` (n_ics, n_times, K) and ``/outside`` (n_ics, K,
+    evaluations outside the grid); ``/excursions`` (K,) totals over training; ``/log/<field>``."""
+    with create(path, "dynamics", {**attrs, "param_names": list(param_names)}) as f:
+        f.create_dataset("u", data=np.asarray(u, dtype=np.float64))
+        group = f.create_group("functions")
+        for name, fn in zip(param_names, functions, strict=True):
+            sub = group.create_group(name)
+            for key, value in fn.items():
+                sub.create_dataset(key, data=np.asarray(value))
+        for key, value in (
+            ("times", times),
+            ("theta0", theta0),
+            ("theta", theta),
+            ("outside", outside),
+            ("excursions", excursions),
+        ):
+            f.create_dataset(key, data=np.asarray(value))
+        group = f.create_group("log")
+        for key, value in log.items():
+            group.create_dataset(key, data=np.asarray(value))
+
+
+def read_dynamics(path: str | Path) -> dict:
+    """All of a dynamics file: u, functions (list of dicts in parameter order), times, theta0,
+    theta, outside, excursions, log, param_names, attrs."""
+    with open_checked(path, "dynamics") as f:
+        attrs = {k: _decode(v) for k, v in f.attrs.items()}
+        names = tuple(attrs["param_names"])
+        out = {k: f[k][()] for k in ("u", "times", "theta0", "theta", "outside", "excursions")}
+        out["functions"] = [{k: ds[()] for k, ds in f["functions"][n].items()} for n in names]
+        out["log"] = {k: ds[()] for k, ds in f["log"].items()}
+        out.update(param_names=names, attrs=attrs)
+    return out
+
+
+# --- training checkpoints -----------------------------------------------------------------------
+
+
+def write_checkpoint(
+    path: str | Path,
+    *,
+    step: int,
+    arrays: Mapping[str, Mapping[str, np.ndarray]],
+    attrs: Mapping[str, Any],
+) -> None:
+    """A resumable training state: attr ``step`` and groups of arrays (``arrays[group][name]``,
+    e.g. u, optimizer, asleep, log), stored bit-exactly."""
+    with create(path, "checkpoint", {**attrs, "step": int(step)}) as f:
+        for group, values in arrays.items():
+            g = f.create_group(group)
+            for name, value in values.items():
+                g.create_dataset(name, data=np.asarray(value))
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """``{step, attrs, <group>: {name: array}}`` of a checkpoint file."""
+    with open_checked(path, "checkpoint") as f:
+        attrs = {k: _decode(v) for k, v in f.attrs.items()}
+        out = {"step": int(attrs["step"]), "attrs": attrs}
+        for group in f:
+            out[group] = {k: ds[()] for k, ds in f[group].items()}
     return out

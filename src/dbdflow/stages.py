@@ -187,3 +187,558 @@ def _world(expect_ranks: int | None):
             "launcher did not wire the ranks together (under SLURM use srun --mpi=pmi2)"
         )
     return comm
+
+
+# --- learning: θ(t0) per IC and Algorithm 1 ----------------------------------------------------
+
+
+def _learn_inputs(config_path, moments_path, model_name, split):
+    """(experiment, model spec, Boltzmann model, moments dict) with consistency checks."""
+    exp = config_mod.load(config_path)
+    spec = exp.model(model_name)
+    model = spec.build(exp)
+    mom = io.read_moments(moments_path)
+    attrs = mom["attrs"]
+    if attrs.get("experiment") != exp.name or attrs.get("split") != split:
+        raise io.FormatError(
+            f"{moments_path}: holds experiment {attrs.get('experiment')!r} split "
+            f"{attrs.get('split')!r}, expected {exp.name!r} split {split!r}"
+        )
+    return exp, spec, model, mom
+
+
+def _awake(spec, model, mom, sims_files, where: str):
+    """The awake-moment provider of a model (:mod:`dbdflow.boltzmann.awake`)."""
+    from dbdflow.boltzmann import awake
+
+    mean = mom["mean"]
+    if spec.family == "chain":
+        return awake.FixedAwake(awake.chain_statistics(model, mean))
+    if spec.family == "chain_rbm" and model.boundary == "periodic":
+        return awake.FieldAwake(model, *awake.bond_histogram_from_moments(model, mean))
+    if not sims_files:
+        raise ValueError(
+            f"{where}: model {spec.name!r} ({spec.family}, {model.boundary}) needs the "
+            "simulation files (lattices) of the split for its hidden-unit statistics"
+        )
+    n_ics, n_times = mean["counts"].shape[:2]
+    keys, hist, counts = awake.histograms_from_sims(model, sims_files, n_ics)
+    if hist.shape[1] != n_times:
+        raise ValueError(f"{where}: the sims files hold {hist.shape[1]} records, not {n_times}")
+    return awake.FieldAwake(model, keys, hist, counts)
+
+
+def _lattices_at(sims_files, n_ics: int, step: int) -> dict[int, np.ndarray]:
+    """Recorded lattices of every IC at one data step, {ic: (n_traj, n_sites)}."""
+    out: dict[int, list] = {}
+    for path in sorted(str(f) for f in sims_files):
+        ic = int(io.read_sims_observables(path)[2]["ic"])
+        out.setdefault(ic, []).append(io.read_sims_states(path)[:, step])
+    missing = sorted(set(range(n_ics)) - set(out))
+    if missing:
+        raise ValueError(f"no simulation files with lattices for ICs {missing}")
+    return {ic: np.concatenate(v) for ic, v in out.items()}
+
+
+def fit_initial(
+    config_path: str | Path,
+    moments_path: str | Path,
+    model_name: str,
+    split: str,
+    out: str | Path,
+    sims_files: Sequence[str | Path] | None = None,
+) -> None:
+    """θ(t0) of every IC of a split for one model (``models.<model>.initial``) → initial file.
+
+    ``generating``: the IC's own chain parameters (moments attrs ``ic_parameters``); ``given``:
+    the configured values; ``fit``: maximum likelihood on the t0 data — exact damped Newton for
+    chain / chain_rbm (:func:`~dbdflow.boltzmann.initial_theta.fit_exact`), Gibbs-based
+    :func:`~dbdflow.boltzmann.fit` on the t0 lattices (``sims_files``) for lattice_rbm.
+    """
+    from dbdflow.boltzmann import fit as bm_fit
+    from dbdflow.boltzmann.initial_theta import fit_exact
+
+    exp, spec, model, mom = _learn_inputs(config_path, moments_path, model_name, split)
+    names, ini = spec.param_names, spec.initial
+    n_ics = mom["mean"]["counts"].shape[0]
+    theta0 = np.zeros((n_ics, len(names)))
+    diag = {
+        "converged": np.ones(n_ics, dtype=bool),
+        "iterations": np.zeros(n_ics, dtype=np.int64),
+        "residual": np.zeros(n_ics),
+    }
+    if ini.method == "generating":
+        params = mom["attrs"].get("ic_parameters")
+        if not params or len(params) != n_ics:
+            raise io.FormatError(f"{moments_path}: no ic_parameters for the {n_ics} ICs")
+        theta0[:] = [[p.get(n, 0.0) for n in names] for p in params]
+    elif ini.method == "given":
+        theta0[:] = [ini.values[n] for n in names]
+    else:
+        start = np.array([ini.start.get(n, 0.0) for n in names])
+        if spec.family in config_mod.EXACT_FAMILIES:
+            awake = _awake(spec, model, mom, sims_files, f"fit-initial {model_name}")
+            cov = getattr(awake, "covariance", None)
+            for ic in range(n_ics):
+                theta0[ic], info = fit_exact(
+                    model,
+                    lambda th, ic=ic: awake([ic], [0], th[None])[0],
+                    lambda th, ic=ic: _log_data(awake, ic, th),
+                    start,
+                    awake_cov=None if cov is None else (lambda th, ic=ic: cov([ic], [0], th)[0]),
+                    steps=ini.steps,
+                    tol=ini.tol,
+                    l2=ini.l2,
+                )
+                diag["converged"][ic] = info["converged"]
+                diag["iterations"][ic] = info["iterations"]
+                diag["residual"][ic] = info["residual"]
+        else:
+            if not sims_files:
+                raise ValueError(f"fit-initial {model_name}: method fit needs the sims files")
+            lattices = _lattices_at(sims_files, n_ics, 0)
+            for ic in range(n_ics):
+                draw = rng.generator(exp.seed, exp.name, split, ic, "fit_initial", model_name)
+                theta0[ic], info = bm_fit(
+                    model,
+                    lattices[ic],
+                    start,
+                    learning_rate=ini.learning_rate,
+                    n_steps=ini.steps,
+                    asleep=spec.asleep.method,
+                    rng=draw,
+                    n_chains=spec.asleep.chains,
+                    k=spec.asleep.sweeps,
+                    hidden=spec.asleep.hidden,
+                    l2=ini.l2,
+                )
+                diag["converged"][ic] = info["converged"]
+                diag["iterations"][ic] = len(info["gradient"])
+                grads = info["gradient"]
+                diag["residual"][ic] = float(np.abs(grads[-1]).max()) if len(grads) else 0.0
+    if not np.all(diag["converged"]):
+        log.warning(
+            "fit-initial %s: ICs %s did not reach tol",
+            model_name,
+            np.flatnonzero(~diag["converged"]).tolist(),
+        )
+    attrs = {
+        "experiment": exp.name,
+        "split": split,
+        "model": model_name,
+        "family": spec.family,
+        "method": ini.method,
+        "config": exp.raw,
+    }
+    io.write_initial(out, param_names=names, theta0=theta0, fit=diag, attrs=attrs)
+    log.info("fit-initial %s %s split=%s: %d ICs", exp.name, model_name, split, n_ics)
+
+
+def _log_data(awake, ic: int, theta) -> float:
+    """Mean ln Σ_h e^{−E(v, h)} of IC ``ic``'s data at t0 (θ·μ for visible models)."""
+    if hasattr(awake, "log_partial"):
+        return float(awake.log_partial([ic], [0], theta[None])[0])
+    return float(theta @ awake([ic], [0])[0])
+
+
+def _grid(spec, theta0: np.ndarray, model_names):
+    """The shared finite-element grid: configured bounds, or the θ(t0) range ± margin rounded
+    up to whole cells (centred)."""
+    from dbdflow.dynamics import HermiteGrid
+
+    dyn = spec.dynamics
+    coords = [model_names.index(c) for c in dyn.coords]
+    spacing = np.array(dyn.spacing)
+    if dyn.lower is not None:
+        lower, upper = np.array(dyn.lower), np.array(dyn.upper)
+    else:
+        lower = theta0[:, coords].min(axis=0) - np.array(dyn.margin)
+        upper = theta0[:, coords].max(axis=0) + np.array(dyn.margin)
+    n_cells = np.maximum(np.ceil((upper - lower) / spacing - 1e-9), 1).astype(np.int64)
+    pad = (n_cells * spacing - (upper - lower)) / 2
+    return HermiteGrid(lower - pad, upper + pad, n_cells), coords
+
+
+def _fingerprint(exp, spec, theta0, mom) -> str:
+    """Identity of everything a checkpoint must agree with (the step count may grow)."""
+    import hashlib
+    import json
+
+    training = {
+        k: v
+        for k, v in exp.raw["training"].items()
+        if k not in ("steps", "checkpoint_every", "log_every")
+    }
+    text = json.dumps(
+        [exp.name, exp.seed, exp.raw["models"][spec.name], training], sort_keys=True, default=str
+    )
+    digest = hashlib.sha256(text.encode())
+    digest.update(np.ascontiguousarray(theta0).tobytes())
+    for name in sorted(mom["sum"]):
+        digest.update(np.ascontiguousarray(mom["sum"][name]).tobytes())
+    return digest.hexdigest()
+
+
+def checkpoint_path(out: str | Path) -> Path:
+    """Where ``train`` keeps its checkpoint for output ``out``: ``<stem>.checkpoint.h5``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".checkpoint.h5")
+
+
+def train(
+    config_path: str | Path,
+    moments_path: str | Path,
+    initial_path: str | Path,
+    model_name: str,
+    out: str | Path,
+    resume: bool = False,
+    sims_files: Sequence[str | Path] | None = None,
+) -> None:
+    """Learn the dynamics of one model on the train split (Algorithm 1) → dynamics file.
+
+    Checkpoints go to :func:`checkpoint_path` every ``training.checkpoint_every`` steps and at
+    the end; with ``resume`` a matching checkpoint (same config apart from the step counts, same
+    data and θ(t0)) is continued bit-identically, possibly to a larger ``training.steps``.
+    ``sims_files`` (the train split's) are needed for lattice-based hidden-unit statistics.
+    """
+    from dbdflow.boltzmann.asleep import ExactAsleep, SampledAsleep
+    from dbdflow.dynamics import DynamicsModel, group_rates
+    from dbdflow.dynamics import train as algo
+
+    exp, spec, model, mom = _learn_inputs(config_path, moments_path, model_name, "train")
+    init = io.read_initial(initial_path)
+    names = spec.param_names
+    if init["param_names"] != names or init["attrs"].get("model") != model_name:
+        raise io.FormatError(
+            f"{initial_path}: parameters {init['param_names']} of model "
+            f"{init['attrs'].get('model')!r}, expected {names} of {model_name!r}"
+        )
+    theta0 = init["theta0"]
+    if theta0.shape[0] != mom["mean"]["counts"].shape[0]:
+        raise io.FormatError(f"{initial_path}: {theta0.shape[0]} ICs, the moments have another")
+    awake = _awake(spec, model, mom, sims_files, f"train {model_name}")
+    asl = spec.asleep
+    if asl.method == "exact":
+        asleep = ExactAsleep(model)
+    else:
+        data = None
+        if asl.method == "cd":
+            if not sims_files:
+                raise ValueError(f"train {model_name}: asleep method cd needs the sims files")
+            files = list(sims_files)
+            data = _StatesByPoint(files, theta0.shape[0])
+        asleep = SampledAsleep(
+            model, asl.method, sweeps=asl.sweeps, chains=asl.chains, hidden=asl.hidden, data=data
+        )
+    grid, coords = _grid(spec, theta0, names)
+    dyn_model = DynamicsModel([grid] * len(names), [coords] * len(names))
+    tr = exp.training
+    window = algo.Window(**tr.window) if tr.window else algo.Window()
+    settings = algo.Settings(
+        steps=tr.steps,
+        optimizer=tr.optimizer,
+        learning_rate=group_rates(dyn_model.slices, tr.rates(names)),
+        beta1=tr.beta1,
+        beta2=tr.beta2,
+        clip=tr.clip,
+        batch_ics=tr.batch_ics,
+        window=window,
+        truncate=tr.truncate,
+        rule=tr.quadrature,
+        l2=tr.l2,
+        theta_bar=np.array([tr.l2_target.get(n, 0.0) for n in names]),
+        scheme=spec.dynamics.scheme,
+        substeps=spec.dynamics.substeps,
+        checkpoint_every=tr.checkpoint_every,
+        max_abs_theta=tr.max_abs_theta,
+        log_every=tr.log_every,
+    )
+    problem = algo.Problem(mom["times"], theta0, awake, asleep, names, float(model.n_sites))
+    reach = window.steps_to_horizon(problem.n_steps)
+    if tr.steps < reach:
+        log.warning(
+            "train %s: the window reaches the final data step only after %d steps; "
+            "training.steps is %d",
+            model_name,
+            reach,
+            tr.steps,
+        )
+    fingerprint = _fingerprint(exp, spec, theta0, mom)
+    ckpt = checkpoint_path(out)
+    state = algo.TrainState.fresh(np.zeros(dyn_model.n_coeffs), len(names))
+    if resume and ckpt.exists():
+        state = _load_checkpoint(ckpt, fingerprint, len(names))
+        log.info("train %s: resuming from %s at step %d", model_name, ckpt, state.step)
+    elif resume:
+        log.info("train %s: no checkpoint at %s, starting from step 0", model_name, ckpt)
+
+    def save(s):
+        arrays = {
+            "state": {"u": s.u, "excursions": s.excursions},
+            "optimizer": s.optimizer,
+            "asleep": s.asleep,
+            "log": {k: np.asarray(v) for k, v in s.log.items()},
+        }
+        io.write_checkpoint(ckpt, step=s.step, arrays=arrays, attrs={"fingerprint": fingerprint})
+
+    def stream(step):
+        return rng.generator(exp.seed, exp.name, "train", model_name, step)
+
+    log.info(
+        "train %s %s: %d ICs, K=%d, grid %s, %d coefficients, %d steps",
+        exp.name,
+        model_name,
+        theta0.shape[0],
+        len(names),
+        grid,
+        dyn_model.n_coeffs,
+        tr.steps,
+    )
+    state = algo.train(problem, dyn_model, settings, stream, state, checkpoint=save)
+    theta, outside = algo.trajectories(problem, dyn_model, state.u, settings)
+    if outside.any():
+        log.warning(
+            "train %s: final trajectories leave the grid (evaluations outside per parameter: %s)",
+            model_name,
+            dict(zip(names, outside.sum(axis=0).tolist(), strict=True)),
+        )
+    functions = [
+        {
+            "u": state.u[sl],
+            "coords": np.array(coords),
+            "lower": grid.lower,
+            "upper": grid.upper,
+            "n_cells": grid.n_cells,
+        }
+        for sl in dyn_model.slices
+    ]
+    attrs = {
+        "experiment": exp.name,
+        "model": model_name,
+        "family": spec.family,
+        "coords": list(spec.dynamics.coords),
+        "scheme": settings.scheme,
+        "substeps": settings.substeps,
+        "dt": problem.dt,
+        "sites": problem.sites,
+        "steps": state.step,
+        "training": exp.raw["training"],
+        "model_config": exp.raw["models"][model_name],
+        "config": exp.raw,
+    }
+    io.write_dynamics(
+        out,
+        param_names=names,
+        functions=functions,
+        u=state.u,
+        times=problem.times,
+        theta0=theta0,
+        theta=theta,
+        outside=outside,
+        excursions=state.excursions,
+        log={k: np.asarray(v) for k, v in state.log.items()},
+        attrs=attrs,
+    )
+
+
+def _load_checkpoint(path, fingerprint: str, n_params: int):
+    from dbdflow.dynamics.train import LOG_FIELDS, TrainState
+
+    data = io.read_checkpoint(path)
+    if data["attrs"].get("fingerprint") != fingerprint:
+        raise ValueError(
+            f"{path}: checkpoint written for another config, data or θ(t0) (only "
+            "training.steps, checkpoint_every and log_every may change on resume); delete it "
+            "or train without --resume"
+        )
+    logs = data.get("log", {})
+    return TrainState(
+        step=data["step"],
+        u=data["state"]["u"],
+        optimizer=data.get("optimizer", {}),
+        asleep=data.get("asleep", {}),
+        excursions=data["state"]["excursions"].astype(np.int64),
+        log={k: logs[k].tolist() if k in logs else [] for k in LOG_FIELDS},
+    )
+
+
+class _StatesByPoint:
+    """Data lattices per (ic, step) for CD, read once from the sims files."""
+
+    def __init__(self, files, n_ics):
+        self.states: dict[int, list] = {}
+        for path in sorted(str(f) for f in files):
+            ic = int(io.read_sims_observables(path)[2]["ic"])
+            self.states.setdefault(ic, []).append(io.read_sims_states(path))
+        missing = sorted(set(range(n_ics)) - set(self.states))
+        if missing:
+            raise ValueError(f"no simulation files with lattices for ICs {missing}")
+        self.states = {ic: np.concatenate(v) for ic, v in self.states.items()}
+
+    def __call__(self, ic, step):
+        return self.states[ic][:, step]
+
+
+# --- evaluation and report (held-out test ICs, closure baselines) ------------------------------
+
+
+def evaluate(
+    config_path: str | Path,
+    moments_path: str | Path,
+    name: str,
+    out_csv: str | Path,
+    out_json: str | Path,
+    initial_path: str | Path | None = None,
+    dynamics_path: str | Path | None = None,
+    *,
+    chains: int = 64,
+    sweeps: int = 10,
+) -> None:
+    """Predict the test split's moments with one model or closure baseline and compare.
+
+    ``name`` is a configured model (needs ``initial_path``, θ(t0) of the test split, and
+    ``dynamics_path``) or a baseline of :data:`dbdflow.evaluate.CLOSURES`, integrated from the
+    test ICs' measured moments at t0. Writes the tidy table (``out_csv``) and the RMSE summary
+    (``out_json``; :mod:`dbdflow.evaluate.metrics`), for 1D one-species models also the KL
+    divergence to the data's maximum-entropy chain (:mod:`dbdflow.evaluate.predictions`).
+    Lattice RBMs are sampled with ``chains`` Gibbs chains, ``sweeps`` sweeps per data step.
+    """
+    from dbdflow.evaluate import CLOSURES, metrics, predictions
+
+    exp = config_mod.load(config_path)
+    mom = io.read_moments(moments_path)
+    if mom["attrs"].get("experiment") != exp.name:
+        raise io.FormatError(
+            f"{moments_path}: holds experiment {mom['attrs'].get('experiment')!r}, "
+            f"expected {exp.name!r}"
+        )
+    split = mom["attrs"].get("split")
+    times, mean, stderr = mom["times"], mom["mean"], mom["stderr"]
+    names = metrics.evaluated_observables(exp.lattice.ndim)
+    extra: dict = {"kind": {name: "baseline" if name in CLOSURES else "model"}}
+    pred_err = None
+    if name in CLOSURES:
+        if initial_path is not None or dynamics_path is not None:
+            raise ValueError(f"evaluate {name}: a closure baseline takes no initial/dynamics file")
+        start = {k: mean[k][:, 0] for k in ("counts", "pairs")}
+        pred = CLOSURES[name](
+            exp.network, exp.lattice, exp.dt, start, times, semantics=exp.semantics
+        )
+    else:
+        if initial_path is None or dynamics_path is None:
+            raise ValueError(f"evaluate {name}: a model needs --initial and --dynamics files")
+        spec = exp.model(name)
+        model = spec.build(exp)
+        init, dyn = io.read_initial(initial_path), io.read_dynamics(dynamics_path)
+        for path, data in ((initial_path, init), (dynamics_path, dyn)):
+            if data["attrs"].get("model") != name or data["param_names"] != spec.param_names:
+                raise io.FormatError(
+                    f"{path}: model {data['attrs'].get('model')!r} with parameters "
+                    f"{data['param_names']}, expected {name!r} with {spec.param_names}"
+                )
+        if init["attrs"].get("split") != split:
+            raise io.FormatError(f"{initial_path}: θ(t0) of split {init['attrs'].get('split')!r}")
+        theta, outside = predictions.integrate(dyn, init["theta0"], times)
+        extra["family"] = {name: spec.family}
+        extra["outside_evaluations"] = {name: int(outside.sum())}
+        one_species_1d = exp.lattice.ndim == 1 and len(exp.species) == 1
+        if spec.family in config_mod.EXACT_FAMILIES and one_species_1d:
+            pred = predictions.exact_observables(model, theta)
+            extra.update(_kl_summary(exp, model, name, theta, mean, times))
+        else:
+            generators = [
+                rng.generator(exp.seed, exp.name, "evaluate", name, ic)
+                for ic in range(theta.shape[0])
+            ]
+            pred, pred_err = predictions.sampled_observables(
+                model, theta, exp.lattice, exp.species, generators, chains=chains, sweeps=sweeps
+            )
+        if not np.all(np.isfinite(theta)):
+            bad = np.flatnonzero(~np.all(np.isfinite(theta), axis=(1, 2))).tolist()
+            log.warning("evaluate %s: θ diverged for test ICs %s", name, bad)
+    frame = metrics.tidy(name, times, mean, stderr, pred, pred_err, exp.species, names)
+    summary = {"experiment": exp.name, "split": split, **metrics.summarize(frame), **extra}
+    metrics.write_csv(frame, out_csv)
+    metrics.write_json(summary, out_json)
+    log.info(
+        "evaluate %s %s: time-averaged RMSE by order %s",
+        exp.name,
+        name,
+        summary["rmse_by_order"][name],
+    )
+
+
+def _kl_summary(exp, model, name, theta, mean, times, max_points: int = 51) -> dict:
+    """KL per site to the data's maximum-entropy chain at ≤ ``max_points`` evenly spaced times."""
+    from dbdflow.evaluate import predictions
+
+    stride = max(1, -(-(times.size - 1) // (max_points - 1)))
+    at = np.arange(0, times.size, stride)
+    data = {k: mean[k][:, at] for k in ("counts", "pairs", "strings3")}
+    theta_data = predictions.maxent_theta(
+        exp.lattice.n_sites, exp.lattice.boundary, exp.species[0], data
+    )
+    kl = predictions.kl_to_maxent(model, theta[:, at], theta_data)
+    defined = np.isfinite(kl)
+    return {
+        "kl_per_site": {name: float(kl[defined].mean()) if defined.any() else float("nan")},
+        "kl_points": {name: int(defined.sum())},
+        "kl_per_site_time": {
+            name: {"times": times[at].tolist(), "values": np.nanmean(kl, axis=0).tolist()}
+        },
+    }
+
+
+def combine_metrics(files: Sequence[str | Path], out: str | Path) -> None:
+    """One ``metrics.json`` from the per-model/baseline summaries of :func:`evaluate`."""
+    from dbdflow.evaluate import metrics
+
+    metrics.write_json(metrics.merge([metrics.read_json(f) for f in files]), out)
+
+
+def report(
+    config_path: str | Path,
+    metrics_path: str | Path,
+    eval_files: Sequence[str | Path],
+    dynamics_files: Sequence[str | Path],
+    out_dir: str | Path,
+    sims_file: str | Path | None = None,
+) -> None:
+    """Figures and ``report.md`` (:mod:`dbdflow.evaluate.report`) into ``out_dir`` from the
+    combined metrics, the evaluation tables and the models' dynamics files; ``sims_file`` (a
+    test-split sims file with lattices) adds lattice snapshots on 2D/3D lattices."""
+    import pandas as pd
+
+    from dbdflow.evaluate import metrics
+    from dbdflow.evaluate.report import write_report
+
+    exp = config_mod.load(config_path)
+    frame = pd.concat([metrics.read_csv(f) for f in eval_files], ignore_index=True)
+    dynamics = {}
+    for path in dynamics_files:
+        dyn = io.read_dynamics(path)
+        dynamics[dyn["attrs"]["model"]] = dyn
+    snapshot = None
+    if sims_file is not None and exp.lattice.ndim >= 2:
+        times, _, _ = io.read_sims_observables(sims_file)
+        snapshot = {"states": io.read_sims_states(sims_file)[0], "times": times}
+    raw = exp.raw
+    summary = {
+        "experiment": exp.name,
+        "lattice": exp.lattice.to_dict(),
+        "species": list(exp.species),
+        "reactions": list(raw["reactions"]),
+        "dt": exp.dt,
+        "n_steps": exp.n_steps,
+        "record_every": exp.record_every,
+        "splits": raw["splits"],
+    }
+    paths = write_report(
+        out_dir,
+        summary=summary,
+        metrics=metrics.read_json(metrics_path),
+        frame=frame,
+        dynamics=dynamics,
+        snapshot=snapshot,
+    )
+    log.info("report %s: %d files in %s", exp.name, len(paths), out_dir)

@@ -1,0 +1,255 @@
+"""Asleep-phase moments μ̃(θ) = ⟨T⟩_θ (paper eqs. 23-25, Algorithm 1 line 11) for many θ at once.
+
+Algorithm 1 needs the model moments at every point θ(t_n) of a batch of solved trajectories, so
+each provider here maps θ (n, K) to moments (n, K), extensive, in ``model.param_names`` order.
+
+:class:`ExactAsleep` (1D ``chain`` and ``chain_rbm``): exact transfer-matrix moments, computed
+for a whole batch in one compiled call. With the window chain of :mod:`~dbdflow.boltzmann.
+transfer` (transition weights M(x', x) = e^{φ(x', x)}, φ linear in θ for chains, plus the bond
+softplus ln(1 + e^{b_X + W s}) for the chain RBM), Z = a₀ᵀ M^n 1 (open) or Tr M^N (ring) and
+∂ln Z/∂θ_p = ∂_p Z / Z. M^n is built by binary powering of pairs (A, D_p = ∂_p A) with the product
+rule (A₁A₂, D₁A₂ + A₁D₂), every entry rescaled by the largest after each product. All terms are
+non-negative (statistics are counts, the softplus is increasing), so nothing cancels and the
+result agrees with :func:`~dbdflow.boltzmann.transfer.exact_moments` to rounding, at a few
+microseconds per θ instead of that function's per-call overhead.
+
+:class:`SampledAsleep` (any family): Gibbs estimates, the modes of the paper §IV.B: ``random``
+(k sweeps from random states), ``pcd`` (persistent chains, one set per data point (ic, step),
+kept between training steps; :meth:`SampledAsleep.state` saves them for bit-identical resumes) or
+``cd`` (k sweeps from data lattices). Hidden units enter at their conditional probabilities
+(``hidden="probabilities"``, the paper's "raw probabilities") or as sampled states.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from dbdflow.boltzmann import gibbs
+from dbdflow.boltzmann import transfer as _transfer
+
+EXACT_FAMILIES = ("chain", "chain_rbm")
+SAMPLED = ("random", "pcd", "cd")
+
+
+class ExactAsleep:
+    """Exact μ̃(θ) for a 1D ``chain`` or ``chain_rbm`` model, batched over θ."""
+
+    def __init__(self, model):
+        if model.family not in EXACT_FAMILIES:
+            raise ValueError(
+                f"exact asleep moments need a model of family {EXACT_FAMILIES}, got "
+                f"{model.family!r}"
+            )
+        self.model = model
+        # the transfer module's window-chain tables (one private helper, shared on purpose)
+        lay = _transfer._layout(_transfer._key(model), ())
+        self._q, self._w, self._periodic, self._n_trans = lay.q, lay.w, lay.periodic, lay.n_trans
+        self._lin0 = np.ascontiguousarray(lay.lin0, dtype=np.float64)
+        self._lin = np.ascontiguousarray(lay.lin, dtype=np.float64)
+        if lay.rbm is None:
+            self._rbm = (
+                -1,
+                -1,
+                np.zeros((self._lin0.shape[0], 0)),
+                np.zeros((self._lin.shape[0], 0)),
+            )
+        else:
+            i_w, i_x, bonds0, bonds = lay.rbm
+            self._rbm = (
+                int(i_w),
+                int(i_x),
+                np.ascontiguousarray(bonds0),
+                np.ascontiguousarray(bonds),
+            )
+
+    def __call__(self, theta, ics=None, steps=None, rng=None) -> np.ndarray:
+        """⟨T⟩ at each row of θ (n, K), float (n, K). ``ics``, ``steps`` and ``rng`` are unused
+        (the interface of :class:`SampledAsleep`)."""
+        theta = np.ascontiguousarray(np.atleast_2d(theta), dtype=np.float64)
+        if theta.ndim != 2 or theta.shape[1] != self.model.n_params:
+            raise ValueError(f"theta must have shape (n, {self.model.n_params}), got {theta.shape}")
+        i_w, i_x, bonds0, bonds = self._rbm
+        return _exact_moments_many(
+            theta,
+            self._lin0,
+            self._lin,
+            i_w,
+            i_x,
+            bonds0,
+            bonds,
+            self._q,
+            self._w,
+            self._periodic,
+            self._n_trans,
+        )
+
+
+@numba.njit(cache=True)
+def _potentials(theta, lin0, lin, i_w, i_x, bonds0, bonds, g0, dg0, g, dg):
+    """φ and ∂φ/∂θ on first windows (g0, dg0) and transitions (g, dg) at one θ."""
+    P = theta.size
+    for table, out, dout, sums in ((lin0, g0, dg0, bonds0), (lin, g, dg, bonds)):
+        for e in range(table.shape[0]):
+            acc = 0.0
+            for p in range(P):
+                acc += table[e, p] * theta[p]
+                dout[e, p] = table[e, p]
+            if i_w >= 0:
+                for b in range(sums.shape[1]):
+                    z = theta[i_x] + theta[i_w] * sums[e, b]
+                    soft = max(z, 0.0) + np.log1p(np.exp(-abs(z)))
+                    sig = np.exp(z - soft)
+                    acc += soft
+                    dout[e, i_w] += sig * sums[e, b]
+                    dout[e, i_x] += sig
+            out[e] = acc
+
+
+@numba.njit(cache=True)
+def _product(a1, d1, a2, d2, a, d):
+    """(a, d) = (a1 a2, d1 a2 + a1 d2) rescaled so that max a = 1."""
+    n, m, k = a1.shape[0], a2.shape[1], a1.shape[1]
+    P = d1.shape[2]
+    top = 0.0
+    for i in range(n):
+        for j in range(m):
+            s = 0.0
+            for l in range(k):
+                s += a1[i, l] * a2[l, j]
+            a[i, j] = s
+            top = max(top, s)
+            for p in range(P):
+                t = 0.0
+                for l in range(k):
+                    t += d1[i, l, p] * a2[l, j] + a1[i, l] * d2[l, j, p]
+                d[i, j, p] = t
+    inv = 1.0 / top
+    for i in range(n):
+        for j in range(m):
+            a[i, j] *= inv
+            for p in range(P):
+                d[i, j, p] *= inv
+
+
+@numba.njit(cache=True)
+def _exact_moments_many(thetas, lin0, lin, i_w, i_x, bonds0, bonds, q, w, periodic, n_trans):
+    n, P = thetas.shape
+    S = q**w
+    qw1 = q ** (w - 1)
+    out = np.empty((n, P))
+    g0, dg0 = np.empty(S), np.empty((S, P))
+    g, dg = np.empty(S * q), np.empty((S * q, P))
+    rows = S if periodic else 1
+    base_a, base_d = np.empty((S, S)), np.empty((S, S, P))
+    tmp_a, tmp_d = np.empty((S, S)), np.empty((S, S, P))
+    acc_a, acc_d = np.empty((rows, S)), np.empty((rows, S, P))
+    row_a, row_d = np.empty((rows, S)), np.empty((rows, S, P))
+    for r in range(n):
+        _potentials(thetas[r], lin0, lin, i_w, i_x, bonds0, bonds, g0, dg0, g, dg)
+        gmax = g.max()
+        base_a[:] = 0.0
+        base_d[:] = 0.0
+        for e in range(S * q):  # e = a S + x: window (a, x_0..x_{w-2}) → x
+            xp, x = (e // S) * qw1 + (e % S) // q, e % S
+            m = np.exp(g[e] - gmax)
+            base_a[xp, x] = m
+            for p in range(P):
+                base_d[xp, x, p] = m * dg[e, p]
+        acc_a[:] = 0.0
+        acc_d[:] = 0.0
+        if periodic:
+            for x in range(S):
+                acc_a[x, x] = 1.0
+        else:
+            g0max = g0.max()
+            for x in range(S):
+                acc_a[0, x] = np.exp(g0[x] - g0max)
+                for p in range(P):
+                    acc_d[0, x, p] = acc_a[0, x] * dg0[x, p]
+        k = n_trans
+        while k > 0:
+            if k & 1:
+                _product(acc_a, acc_d, base_a, base_d, row_a, row_d)
+                acc_a[:] = row_a
+                acc_d[:] = row_d
+            k >>= 1
+            if k > 0:
+                _product(base_a, base_d, base_a, base_d, tmp_a, tmp_d)
+                base_a[:] = tmp_a
+                base_d[:] = tmp_d
+        z = 0.0
+        for p in range(P):
+            out[r, p] = 0.0
+        for j in range(S):
+            i = j if periodic else 0
+            z += acc_a[i, j]
+            for p in range(P):
+                out[r, p] += acc_d[i, j, p]
+        for p in range(P):
+            out[r, p] /= z
+    return out
+
+
+class SampledAsleep:
+    """Gibbs estimates of μ̃(θ) for any family (paper §IV.B).
+
+    ``method``: "random" (``sweeps`` sweeps of ``chains`` chains from random states per θ),
+    "pcd" (``chains`` persistent chains per data point (ic, step), advanced ``sweeps`` sweeps per
+    call) or "cd" (``sweeps`` sweeps from the data lattices ``data(ic, step)`` (n, n_sites)).
+    ``hidden``: "probabilities" (hidden units at p(h | v); fully visible models use the states)
+    or "sample".
+    """
+
+    def __init__(self, model, method, *, sweeps=10, chains=20, hidden="probabilities", data=None):
+        if method not in SAMPLED:
+            raise ValueError(f"method must be one of {SAMPLED}, got {method!r}")
+        if hidden not in gibbs.HIDDEN_MODES:
+            raise ValueError(f"hidden must be one of {gibbs.HIDDEN_MODES}, got {hidden!r}")
+        if method == "cd" and data is None:
+            raise ValueError("method 'cd' needs data lattices (a function (ic, step) -> states)")
+        if int(sweeps) < 1 or int(chains) < 1:
+            raise ValueError(f"sweeps and chains must be >= 1, got {sweeps}, {chains}")
+        self.model, self.method, self.sweeps, self.chains = model, method, int(sweeps), int(chains)
+        self.hidden = hidden if model.n_hidden else "sample"
+        self.data = data
+        self.persistent: dict[tuple[int, int], np.ndarray] = {}
+
+    def __call__(self, theta, ics, steps, rng) -> np.ndarray:
+        """Mean statistics over the chains at each θ (n, K); ``ics``/``steps`` name the data
+        point of each row (used by pcd and cd)."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+        out = np.empty(theta.shape)
+        for r, (th, ic, step) in enumerate(zip(theta, ics, steps, strict=True)):
+            key = (int(ic), int(step))
+            if self.method == "cd":
+                state = gibbs.data_state(self.model, th, self.data(*key), rng)
+            elif self.method == "pcd" and key in self.persistent:
+                state = gibbs.GibbsState(self.model, self.persistent[key])
+            else:
+                state = gibbs.random_state(self.model, self.chains, rng)
+            gibbs.sweep(self.model, th, state, self.sweeps, rng)
+            if self.method == "pcd":
+                self.persistent[key] = state.x
+            if self.hidden == "probabilities":
+                out[r] = gibbs.conditional_statistics(self.model, th, state).mean(axis=0)
+            else:
+                out[r] = state.statistics().mean(axis=0)
+        return out
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The persistent chains as arrays (keys int64 (n, 2), chains int8 (n, chains, units))."""
+        keys = sorted(self.persistent)
+        units = self.model.n_units + 1
+        return {
+            "keys": np.array(keys, dtype=np.int64).reshape(-1, 2),
+            "chains": np.array([self.persistent[k] for k in keys], dtype=np.int8).reshape(
+                len(keys), self.chains, units
+            ),
+        }
+
+    def load_state(self, state) -> None:
+        self.persistent = {
+            (int(k[0]), int(k[1])): np.ascontiguousarray(c)
+            for k, c in zip(state["keys"], state["chains"], strict=True)
+        }

@@ -1,0 +1,269 @@
+"""The fit-initial and train stages end to end: simulate → moments → fit-initial → train on the
+tiny config for both 1D models, bit-identical resumes, lattice-based statistics (open chain RBM,
+lattice RBM), config errors naming the field, divergence diagnostics through the CLI."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from dbdflow import cli, config, io, stages
+from dbdflow.boltzmann import exact_moments
+from dbdflow.dynamics import solve
+from dbdflow.dynamics.train import model_from_functions
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "data" / "tiny.yaml"
+
+
+def write_config(tmp: Path, name: str, edit=None) -> Path:
+    cfg = yaml.safe_load(TINY.read_text())
+    if edit:
+        edit(cfg)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def simulate_all(cfg: Path, root: Path) -> dict[str, list[Path]]:
+    exp = config.load(cfg)
+    files = {}
+    for split in exp.splits:
+        files[split] = [
+            root / "sims" / split / f"ic{ic}_b{b}.h5"
+            for ic in range(exp.split(split).n_ics)
+            for b in range(exp.n_batches(split))
+        ]
+        for f in files[split]:
+            ic, b = (int(x[2:]) if x.startswith("ic") else int(x[1:]) for x in f.stem.split("_"))
+            stages.simulate(cfg, split, ic, b, f)
+        stages.moments(cfg, split, files[split], root / "moments" / f"{split}.h5")
+    return files
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    cfg = write_config(root, "tiny")
+    return cfg, root, simulate_all(cfg, root)
+
+
+@pytest.mark.parametrize("name", ["visible", "hidden"])
+def test_fit_initial_and_train_end_to_end(tiny, name):
+    cfg, root, _ = tiny
+    exp = config.load(cfg)
+    spec = exp.model(name)
+    out = root / "models" / name
+    for split in exp.splits:
+        code = cli.main(
+            [
+                "fit-initial",
+                *("--config", str(cfg), "--moments", str(root / "moments" / f"{split}.h5")),
+                *("--model", name, "--split", split, "--out", str(out / f"initial_{split}.h5")),
+            ]
+        )
+        assert code == 0
+    init = io.read_initial(out / "initial_train.h5")
+    mom = io.read_moments(root / "moments" / "train.h5")
+    model = spec.build(exp)
+    assert init["param_names"] == model.param_names and init["theta0"].shape == (3, 3)
+    if name == "visible":  # generating parameters of each IC
+        want = [[p[n] for n in model.param_names] for p in mom["attrs"]["ic_parameters"]]
+        np.testing.assert_array_equal(init["theta0"], want)
+    else:  # maximum likelihood at t0: exact model moments of the visible sites = the data's
+        assert init["fit"]["converged"].all()
+        for ic, theta in enumerate(init["theta0"]):
+            got = exact_moments(model, theta)[0]
+            assert got == pytest.approx(mom["mean"]["counts"][ic, 0, 0], rel=1e-7)
+    assert io.read_initial(out / "initial_test.h5")["theta0"].shape == (2, 3)
+
+    stages.train(cfg, root / "moments" / "train.h5", out / "initial_train.h5", name, out / "d.h5")
+    dyn = io.read_dynamics(out / "d.h5")
+    steps = exp.training.steps
+    assert dyn["param_names"] == model.param_names and dyn["attrs"]["steps"] == steps
+    assert dyn["log"]["step"].tolist() == list(range(steps))
+    assert dyn["log"]["window_end"][-1] == 10 and dyn["log"]["window_start"][0] == 0
+    assert np.all(np.isfinite(dyn["log"]["loss"])) and np.all(dyn["log"]["grad_norm"] > 0)
+    assert dyn["theta"].shape == (3, 11, 3) and np.all(np.isfinite(dyn["theta"]))
+    np.testing.assert_array_equal(dyn["theta"][:, 0], init["theta0"])
+    fn = dyn["functions"][0]
+    lo, hi = init["theta0"].min(axis=0), init["theta0"].max(axis=0)
+    assert np.all(fn["lower"] <= lo) and np.all(fn["upper"] >= hi)  # automatic bounds
+    assert dyn["u"].size == 3 * fn["u"].size and np.array_equal(dyn["u"][: fn["u"].size], fn["u"])
+    assert (out / "d.checkpoint.h5").exists()
+    # the file alone reproduces the training ICs' learned trajectories
+    dyn_model = model_from_functions(dyn["functions"])
+    attrs = dyn["attrs"]
+    again = solve(
+        dyn_model,
+        dyn["u"],
+        init["theta0"],
+        10,
+        attrs["dt"],
+        scheme=attrs["scheme"],
+        substeps=attrs["substeps"],
+    )
+    np.testing.assert_array_equal(again.theta, dyn["theta"])
+
+
+def test_resume_continues_bit_identically(tiny, tmp_path):
+    cfg, root, _ = tiny
+    out = tmp_path / "models"
+    stages.fit_initial(cfg, root / "moments" / "train.h5", "visible", "train", out / "i.h5")
+
+    def variant(name, steps, rate=0.02):
+        def edit(c):
+            c["training"].update(steps=steps, checkpoint_every=4, learning_rate=rate)
+
+        return write_config(tmp_path, name, edit)
+
+    args = (root / "moments" / "train.h5", out / "i.h5", "visible")
+    stages.train(variant("full", 12), *args, out / "full.h5")
+    stages.train(variant("half", 6), *args, out / "part.h5")
+    assert io.read_checkpoint(out / "part.checkpoint.h5")["step"] == 6
+    stages.train(variant("more", 12), *args, out / "part.h5", resume=True)
+    full, part = io.read_dynamics(out / "full.h5"), io.read_dynamics(out / "part.h5")
+    assert np.array_equal(full["u"], part["u"]) and np.array_equal(full["theta"], part["theta"])
+    for key in ("loss", "grad_norm", "window_start", "excursions"):
+        assert np.array_equal(full["log"][key], part["log"][key])
+    with pytest.raises(ValueError, match="checkpoint written for another config"):
+        stages.train(variant("other", 12, rate=0.5), *args, out / "part.h5", resume=True)
+
+
+def test_lattice_statistics_models(tmp_path):
+    """An open chain RBM (bond ends need the lattices) and a 2D lattice RBM (receptive-field
+    histograms, sampled asleep moments) run through both stages with the sims files."""
+
+    def edit(c):
+        c["lattice"] = {"shape": [6, 6], "boundary": "reflecting"}
+        c["species"] = ["A", "B"]
+        c["reactions"] = ["A + B -> 0 @ 0.5"]
+        c["initial"] = {"kind": "counts", "counts": {"A": 8, "B": 8}}
+        c["models"] = {
+            "rbm": {
+                "family": "lattice_rbm",
+                "hidden_species": ["X", "Y"],
+                "couple": {"A": "X", "B": "Y"},
+                "initial": {
+                    "method": "given",
+                    "values": {"b_A": -1.0, "b_B": -1.0, "W_AX": 0, "W_BY": 0, "b_X": 0, "b_Y": 0},
+                },
+                "dynamics": {"coords": ["b_A", "b_B"], "spacing": 0.5},
+                "asleep": {"method": "pcd", "sweeps": 2, "chains": 4},
+            }
+        }
+        c["training"] = {"steps": 3, "learning_rate": 0.05, "checkpoint_every": 2}
+
+    cfg = write_config(tmp_path, "lattice", edit)
+    files = simulate_all(cfg, tmp_path)
+    mom = tmp_path / "moments" / "train.h5"
+    stages.fit_initial(cfg, mom, "rbm", "train", tmp_path / "i.h5")
+    stages.train(cfg, mom, tmp_path / "i.h5", "rbm", tmp_path / "d.h5", sims_files=files["train"])
+    ckpt = io.read_checkpoint(tmp_path / "d.checkpoint.h5")
+    assert ckpt["asleep"]["chains"].shape == (3 * 11, 4, 2 * 36 + 1)  # every (ic, step) point
+    assert io.read_dynamics(tmp_path / "d.h5")["log"]["loss"].size == 3
+
+    def open_chain(c):
+        c["lattice"]["boundary"] = "reflecting"
+        c["models"] = {"hidden": c["models"]["hidden"]}
+        c["models"]["hidden"]["initial"]["l2"] = 1e-3  # 6 lattices: the MLE may be at infinity
+
+    cfg = write_config(tmp_path, "open", open_chain)
+    files = simulate_all(cfg, tmp_path / "open")
+    mom = tmp_path / "open" / "moments" / "train.h5"
+    with pytest.raises(ValueError, match="needs the simulation files"):
+        stages.fit_initial(cfg, mom, "hidden", "train", tmp_path / "oi.h5")
+    stages.fit_initial(cfg, mom, "hidden", "train", tmp_path / "oi.h5", files["train"])
+    assert io.read_initial(tmp_path / "oi.h5")["fit"]["converged"].all()
+    stages.train(cfg, mom, tmp_path / "oi.h5", "hidden", tmp_path / "od.h5", False, files["train"])
+
+
+def test_divergence_is_reported_by_the_cli(tiny, tmp_path, capsys):
+    cfg, root, _ = tiny
+    init = tmp_path / "i.h5"
+    stages.fit_initial(cfg, root / "moments" / "train.h5", "visible", "train", init)
+    theta0 = io.read_initial(init)["theta0"]
+    limit = float(np.abs(theta0).max()) * 0.99  # θ(t0) itself is beyond the limit
+
+    def edit(c):
+        c["training"]["max_abs_theta"] = limit
+
+    bad = write_config(tmp_path, "bad", edit)
+    code = cli.main(
+        [
+            "train",
+            *("--config", str(bad), "--moments", str(root / "moments" / "train.h5")),
+            *("--initial", str(init), "--model", "visible", "--out", str(tmp_path / "d.h5")),
+        ]
+    )
+    assert code == 3
+    err = capsys.readouterr().err
+    assert "training diverged: training step 0: θ diverged:" in err and "IC" in err
+    assert not (tmp_path / "d.h5").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "field", "words"),
+    [
+        (
+            lambda c: c["models"]["visible"]["dynamics"].update(coords=["b_A", "W_AX"]),
+            "models.visible.dynamics.coords",
+            "'W_AX' is not a parameter",
+        ),
+        (
+            lambda c: c["models"]["visible"]["dynamics"].update(spacing=[0.5, 0.5]),
+            "models.visible.dynamics.spacing",
+            "one per coordinate",
+        ),
+        (
+            lambda c: c["models"]["hidden"]["initial"].update(method="generating"),
+            "models.hidden.initial.method",
+            "family chain",
+        ),
+        (
+            lambda c: c["models"]["visible"].update(
+                terms=["b", "J"], dynamics={"coords": ["b_A", "J_AA"], "spacing": 0.5}
+            ),
+            "models.visible.initial.method",
+            "['K_AAA']",
+        ),
+        (
+            lambda c: c["models"]["visible"].update(
+                asleep={"method": "exact"}, family="lattice_rbm"
+            ),
+            "models.visible.hidden_species",
+            "required",
+        ),
+        (lambda c: c["training"]["window"].update(start=6), "training.window.start", "<= 5"),
+        (
+            lambda c: c["training"].update(learning_rate={"default": 1, "groups": {"Q": 2}}),
+            "training.learning_rate.groups.Q",
+            "matches no parameter",
+        ),
+        (lambda c: c["training"].update(batch_ics=4), "training.batch_ics", "exceeds"),
+        (
+            lambda c: (
+                c["lattice"].update(boundary="reflecting"),
+                c["storage"].update(states=False),
+            ),
+            "storage.states",
+            "needs the stored lattices",
+        ),
+    ],
+)
+def test_config_errors_name_the_field(tmp_path, edit, field, words):
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["storage"] = {"states": True}
+    edit(cfg)
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict(cfg, source="x.yaml")
+    assert f"x.yaml: {field}: " in str(err.value) and words in str(err.value)
+
+
+def test_learning_rate_groups():
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["training"]["learning_rate"] = {"default": 0.1, "groups": {"b": 0.8, "b_X": 0.3, "W": 0.05}}
+    exp = config.from_dict(cfg)
+    assert exp.training.rates(("b_A", "W_AX", "b_X")) == [0.8, 0.05, 0.3]
+    assert exp.training.rates(("b_A", "J_AA", "K_AAA")) == [0.8, 0.1, 0.1]
