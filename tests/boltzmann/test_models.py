@@ -273,3 +273,11 @@ def test_deep_mean_field_exact_without_top_weights_and_a_fixed_point_otherwise()
                 others = [(w, s) for w, s in zip(units[c], states[c], strict=True) if w >= 0]
                 field += theta[param[c]] * np.prod([full[w, s] for w, s in others if w != u])
             assert full[u, 1] == pytest.approx(1 / (1 + np.exp(-field)), abs=1e-9)
+
+
+def test_short_open_chain_has_no_triples():
+    from dbdflow.boltzmann import chain
+
+    model = chain(2, "reflecting")
+    v = np.array([[1, 1], [1, 0]], dtype=np.int8)
+    assert model.statistics(v).tolist() == [[2, 1, 0], [1, 0, 0]]

@@ -244,7 +244,8 @@ class _Builder:
         """
         if new and name in self.names:
             raise ValueError(f"parameter name {name!r} arises twice; use distinct species names")
-        units = np.asarray(units, dtype=np.int32).reshape(len(units), -1)
+        states = np.asarray(states, dtype=np.int8).reshape(-1)
+        units = np.asarray(units, dtype=np.int32).reshape(len(units), states.size)
         k = self.param_index(name)
         padded = np.full((units.shape[0], 3), -1, dtype=np.int32)
         padded[:, : units.shape[1]] = units
