@@ -17,8 +17,12 @@ def test_default_config_loads_with_defaults_filled():
     assert exp.lattice.shape == (200,)
     assert exp.species == ("A",)
     assert exp.n_records == exp.n_steps // exp.record_every + 1
-    assert exp.n_batches("train") == 2
+    cfg = base()
+    cfg["splits"]["train"] = {"n_ics": 3, "trajectories": 45}
+    exp = config.from_dict(cfg)
+    assert exp.n_batches("train") == 3  # batches of 20, 20 and 5
     assert list(exp.batch_trajectories("train", 1)) == list(range(20, 40))
+    assert list(exp.batch_trajectories("train", 2)) == list(range(40, 45))
     minimal = {k: v for k, v in base().items() if k not in ("storage", "batch_size", "semantics")}
     exp = config.from_dict(minimal)
     assert exp.batch_size == 50 and exp.semantics == "standard" and exp.store_states
