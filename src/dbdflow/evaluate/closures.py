@@ -198,22 +198,8 @@ class _Process:
         one_way = np.zeros((s, s, s, s))  # mover at the first site
         for a in range(1, s):
             one_way[a, 0, 0, a] = 1.0
-        reactants, probability, n_products, products = network.bimolecular_arrays()
-        for (r1, r2), p, n_prod, (p1, p2) in zip(
-            reactants, probability, n_products, products, strict=True
-        ):
-            for mover, target, mover_is_first in ((r1, r2, True), (r2, r1, False)):
-                if mover == target and not mover_is_first:
-                    continue
-                if n_prod == 0:
-                    origin, at_target = 0, 0
-                elif n_prod == 1:
-                    origin, at_target = 0, p1
-                elif paper:
-                    origin, at_target = p2, p1
-                else:
-                    origin, at_target = (p1, p2) if mover_is_first else (p2, p1)
-                one_way[mover, target, origin, at_target] += p
+        for mover, target, p, origin, at_target in network.collisions(paper):
+            one_way[mover, target, origin, at_target] += p
         bond = hop * (one_way + one_way.transpose(1, 0, 3, 2))
         for a in range(s):  # events that change nothing
             for b in range(s):

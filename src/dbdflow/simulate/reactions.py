@@ -250,3 +250,31 @@ class ReactionNetwork:
                 products[i, j] = self.code(name)
         probability = np.array([r.value for r in rules], dtype=np.float64)
         return reactants, probability, n_products, products
+
+    def collisions(self, paper: bool = False) -> list[tuple[int, int, float, int, int]]:
+        """Every way a hop can react: ``(mover, target, probability, at_origin, at_target)``
+        species codes, for the mover's site (origin) and the target site after the reaction.
+
+        A rule fires whichever reactant hops. No product empties both sites; one product lands on
+        the target; two products ``P1 + P2`` go to the sites of ``R1`` and ``R2`` (the mover is
+        ``R1`` when both reactants are the same species). ``paper`` semantics put ``P1`` on the
+        target and ``P2`` on the origin whoever moved, as the original simulator did.
+        """
+        out = []
+        reactants, probability, n_products, products = self.bimolecular_arrays()
+        for (r1, r2), p, n_prod, (p1, p2) in zip(
+            reactants, probability, n_products, products, strict=True
+        ):
+            for mover, target, mover_is_first in ((r1, r2, True), (r2, r1, False)):
+                if mover == target and not mover_is_first:
+                    continue
+                if n_prod == 0:
+                    at_origin, at_target = 0, 0
+                elif n_prod == 1:
+                    at_origin, at_target = 0, p1
+                elif paper:
+                    at_origin, at_target = p2, p1
+                else:
+                    at_origin, at_target = (p1, p2) if mover_is_first else (p2, p1)
+                out.append((int(mover), int(target), float(p), int(at_origin), int(at_target)))
+        return out

@@ -217,23 +217,9 @@ def _tables(network: ReactionNetwork, lattice: Lattice, paper: bool) -> tuple:
 
     # collision table over ordered pairs (mover, target): cumulative probability, new species
     # on the mover's site and on the target site
-    reactants, probability, n_products, products = network.bimolecular_arrays()
     entries: list[list[tuple[float, int, int]]] = [[] for _ in range(m1 * m1)]
-    for (r1, r2), p, n_prod, (p1, p2) in zip(
-        reactants, probability, n_products, products, strict=True
-    ):
-        for mover, target, mover_is_first in ((r1, r2, True), (r2, r1, False)):
-            if mover == target and not mover_is_first:
-                continue
-            if n_prod == 0:
-                at_origin, at_target = 0, 0
-            elif n_prod == 1:
-                at_origin, at_target = 0, p1
-            elif paper:
-                at_origin, at_target = p2, p1
-            else:
-                at_origin, at_target = (p1, p2) if mover_is_first else (p2, p1)
-            entries[mover * m1 + target].append((p, at_origin, at_target))
+    for mover, target, p, at_origin, at_target in network.collisions(paper):
+        entries[mover * m1 + target].append((p, at_origin, at_target))
     pair_start = np.zeros(m1 * m1 + 1, dtype=np.int64)
     pair_start[1:] = np.cumsum([len(e) for e in entries])
     flat = [item for e in entries for item in e]
