@@ -1,22 +1,19 @@
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dbdflow.simulate import Reaction, ReactionNetwork
 
 SPECIES = ["A", "B", "C"]
-ROSSLER = [
-    "A -> 2A @ 30",
-    "A + A -> A @ 0.1",
-    "A + B -> 2B @ 0.4",
-    "A + C -> 0 @ 0.24",
-    "B -> 0 @ 10",
-    "C -> 2C @ 16.5",
-    "C + C -> C @ 0.36",
-]
+# the reactions of paper eq. 42, as the shipped Rössler config states them
+ROSSLER = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "config/paper/rossler_3d.yaml").read_text()
+)["reactions"]
 
 
 def test_parse_orders_values_and_arrays():
