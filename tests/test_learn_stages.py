@@ -129,6 +129,12 @@ def test_resume_continues_bit_identically(tiny, tmp_path):
         assert np.array_equal(full["log"][key], part["log"][key])
     with pytest.raises(ValueError, match="checkpoint written for another config"):
         stages.train(variant("other", 12, rate=0.5), *args, out / "part.h5", resume=True)
+    # the workflow's mode: a stale checkpoint is replaced by a fresh run's
+    stages.train(variant("other", 12, rate=0.5), *args, out / "part.h5", resume="auto")
+    fresh = io.read_dynamics(out / "part.h5")
+    assert fresh["log"]["loss"].size == 12 and not np.array_equal(fresh["u"], full["u"])
+    stages.train(variant("more", 12), *args, out / "again.h5", resume="auto")  # no checkpoint
+    assert np.array_equal(io.read_dynamics(out / "again.h5")["u"], full["u"])
 
 
 def test_lattice_statistics_models(tmp_path):

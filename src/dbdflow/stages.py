@@ -391,14 +391,16 @@ def train(
     initial_path: str | Path,
     model_name: str,
     out: str | Path,
-    resume: bool = False,
+    resume: bool | str = False,
     sims_files: Sequence[str | Path] | None = None,
 ) -> None:
     """Learn the dynamics of one model on the train split (Algorithm 1) → dynamics file.
 
     Checkpoints go to :func:`checkpoint_path` every ``training.checkpoint_every`` steps and at
     the end; with ``resume`` a matching checkpoint (same config apart from the step counts, same
-    data and θ(t0)) is continued bit-identically, possibly to a larger ``training.steps``.
+    data and θ(t0)) is continued bit-identically, possibly to a larger ``training.steps``, and
+    another one is an error; with ``resume="auto"`` (the workflow's rule: a killed job loses no
+    more than ``checkpoint_every`` steps) another one is ignored and replaced.
     ``sims_files`` (the train split's) are needed for lattice-based hidden-unit statistics.
     """
     from dbdflow.boltzmann.asleep import ExactAsleep, SampledAsleep
@@ -466,9 +468,16 @@ def train(
     fingerprint = _fingerprint(exp, spec, theta0, mom)
     ckpt = checkpoint_path(out)
     state = algo.TrainState.fresh(np.zeros(dyn_model.n_coeffs), len(names))
+    if resume not in (False, True, "auto"):
+        raise ValueError(f"resume must be False, True or 'auto', got {resume!r}")
     if resume and ckpt.exists():
-        state = _load_checkpoint(ckpt, fingerprint, len(names))
-        log.info("train %s: resuming from %s at step %d", model_name, ckpt, state.step)
+        try:
+            state = _load_checkpoint(ckpt, fingerprint, len(names))
+            log.info("train %s: resuming from %s at step %d", model_name, ckpt, state.step)
+        except ValueError as err:
+            if resume != "auto":
+                raise
+            log.warning("train %s: %s; starting from step 0", model_name, err)
     elif resume:
         log.info("train %s: no checkpoint at %s, starting from step 0", model_name, ckpt)
 
@@ -742,3 +751,20 @@ def report(
         snapshot=snapshot,
     )
     log.info("report %s: %d files in %s", exp.name, len(paths), out_dir)
+
+
+def sweep_summary(
+    table_path: str | Path,
+    experiments: Sequence[str],
+    metrics_files: Sequence[str | Path],
+    out_table: str | Path,
+    out_figure: str | Path,
+) -> None:
+    """The sweep's summary (:func:`dbdflow.sweep.summary`): one row per point of the table with
+    its test metrics, and the RMSE-per-order figure across the points."""
+    from dbdflow import sweep
+
+    table = sweep.read_table(table_path)
+    frame = sweep.summary(table, experiments, metrics_files, out_table)
+    sweep.summary_figure(frame, list(table.columns), out_figure)
+    log.info("sweep summary of %d points -> %s", len(frame), out_table)

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dbdflow.dynamics import SGD, Adam, clip_by_norm, group_rates
 
@@ -21,7 +23,7 @@ def test_sgd_on_a_quadratic_follows_the_exact_contraction():
     assert rates.tolist() == [0.1, 0.1, 0.3, 0.3, 0.3]
     opt = SGD(rates)
     u0 = np.zeros(5)
-    u = u0
+    u = u0.copy()
     for _ in range(100):
         u = opt.step(u, quadratic_gradient(u))
     expected = TARGET + (u0 - TARGET) * (1 - rates * CURVATURE) ** 100
@@ -35,7 +37,7 @@ def test_adam_first_step_and_convergence():
     opt = Adam(0.01)
     u = np.zeros(5)
     g = quadratic_gradient(u)
-    u1 = opt.step(u, g)
+    u1 = opt.step(u.copy(), g)
     assert np.allclose(u1, -0.01 * g / (np.abs(g) + 1e-8), rtol=1e-12)
     u = u1
     for _ in range(3000):
@@ -51,6 +53,47 @@ def test_clipping_rescales_long_gradients_only():
     assert np.array_equal(same, g)
     opt = SGD(1.0, max_norm=1.0)
     assert np.allclose(opt.step(np.zeros(2), g), [-0.6, -0.8]) and opt.grad_norm == 5.0
+
+
+def dense_adam(u, grads, lr, max_norm=None, b1=0.9, b2=0.999, eps=1e-8):
+    """The textbook dense Adam in numpy, for comparison."""
+    m = v = np.zeros_like(u)
+    for t, g in enumerate(grads, start=1):
+        norm = np.sqrt(sum(x * x for x in g))  # sequential, as the kernel sums
+        if max_norm is not None and norm > max_norm:
+            g = g * (max_norm / norm)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        u = u - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    return u
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    density=st.floats(0.0, 1.0),
+    max_norm=st.one_of(st.none(), st.floats(0.1, 10.0)),
+    per_coefficient=st.booleans(),
+)
+@settings(max_examples=30, deadline=None)
+def test_sparse_updates_equal_the_dense_formulas(seed, density, max_norm, per_coefficient):
+    """Only coefficients with a non-zero gradient so far move; the result equals the dense
+    Adam and SGD formulas to the last bit, whatever the sparsity, clipping and rates."""
+    rng = np.random.default_rng(seed)
+    n, steps = 40, 15
+    grads = rng.normal(size=(steps, n)) * (rng.random((steps, n)) < density * rng.random(n))
+    lr = rng.uniform(0.01, 0.1, n) if per_coefficient else 0.03
+    u0 = rng.normal(size=n)
+    adam, sgd = Adam(lr, max_norm=max_norm), SGD(lr, max_norm=max_norm)
+    u, w, dense_sgd = u0.copy(), u0.copy(), u0.copy()
+    for g in grads:
+        assert adam.step(u, g) is u  # in place
+        sgd.step(w, g)
+        norm = np.sqrt(sum(x * x for x in g))  # sequential, as the kernel sums
+        scaled = g * (max_norm / norm) if max_norm is not None and norm > max_norm else g
+        dense_sgd = dense_sgd - lr * scaled
+    np.testing.assert_array_equal(u, dense_adam(u0, grads, lr, max_norm))
+    np.testing.assert_array_equal(w, dense_sgd)
+    assert np.isclose(adam.grad_norm, np.linalg.norm(grads[-1]), rtol=1e-12)
 
 
 @pytest.mark.parametrize("make", [lambda: SGD(0.05, max_norm=2.0), lambda: Adam(0.05)])
@@ -70,6 +113,7 @@ def test_state_round_trip_continues_bit_identically(make):
     v = saved
     for i in range(10, 20):
         v = resumed.step(v, quadratic_gradient(v) + noise[i])
+    assert v is not u
     assert np.array_equal(u, v) and resumed.t == opt.t == 20
 
 

@@ -1,19 +1,61 @@
 # Helpers shared by all rules: the typed experiment, wildcard constraints and target lists.
 import re
 
+from pathlib import Path
+
 from dbdflow.config import from_dict
 from dbdflow.evaluate import CLOSURES, figure_files
 from dbdflow.profiles import mpi_launcher
+from dbdflow.sweep import points as sweep_points
+from dbdflow.sweep import read_table
 
-EXP = from_dict(config, source="config")
-RESULTS = f"results/{EXP.name}"
+BASE = from_dict(config, source="config")
 
+
+def _sweep_table(path):
+    """The sweep table: relative to the working directory, else to the workflow."""
+    for candidate in (Path(path), Path(workflow.basedir) / path):
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"config: sweep: table {path!r} not found (nor under {workflow.basedir})")
+
+
+# Experiments: the config itself, or one per sweep point, by results directory under results/
+SWEEP = _sweep_table(config["sweep"]) if config.get("sweep") else None
+if SWEEP is None:
+    EXPS = {BASE.name: BASE}
+else:
+    EXPS = {
+        name: from_dict(raw, source=f"{SWEEP} point {name}")
+        for name, raw in sweep_points(config, SWEEP).items()
+    }
+RESULTS = "results/{exp}"
+MODELS = sorted({m for e in EXPS.values() for m in e.models})
 
 # evaluated names: the configured models, then the closure baselines (distinct names)
-EVAL_NAMES = [*EXP.models, *CLOSURES]
-_clash = sorted(set(EXP.models) & set(CLOSURES))
+_clash = sorted(set(MODELS) & set(CLOSURES))
 if _clash:
     raise ValueError(f"config: models: {_clash} are names of closure baselines; rename them")
+
+
+def eval_names(exp):
+    return [*EXPS[exp].models, *CLOSURES]
+
+
+def _figures(e):
+    snapshot = e.lattice.ndim >= 2 and e.store_states and "test" in e.splits
+    return snapshot, figure_files(list(e.models), e.lattice.ndim, len(e.species), snapshot)
+
+
+# one report layout for all experiments (a sweep must not change models, dimension or species)
+_layouts = {name: _figures(e) for name, e in EXPS.items()}
+if len({repr(v) for v in _layouts.values()}) > 1:
+    raise ValueError(
+        f"config: sweep {SWEEP}: the points' reports differ (models, lattice dimension, species or "
+        "stored states); sweep other keys"
+    )
+_SNAPSHOT, REPORT_FIGURES = next(iter(_layouts.values()))
+REPORT = f"{RESULTS}/report"
 
 
 def _one_of(names):
@@ -22,54 +64,69 @@ def _one_of(names):
 
 
 wildcard_constraints:
+    exp=_one_of(EXPS),
     split="train|test",
     ic=r"\d+",
     batch=r"\d+",
-    model=_one_of(EXP.models),
-    name=_one_of(EVAL_NAMES),
+    model=_one_of(MODELS),
+    name=_one_of([*MODELS, *CLOSURES]),
 
 
-def sims_files(split):
-    """Every simulation batch file of a split."""
+def sims_files(exp, split):
+    """Every simulation batch file of a split of an experiment."""
+    e = EXPS[exp]
     return [
-        f"{RESULTS}/sims/{split}/ic{ic}_b{batch}.h5"
-        for ic in range(EXP.split(split).n_ics)
-        for batch in range(EXP.n_batches(split))
+        f"results/{exp}/sims/{split}/ic{ic}_b{batch}.h5"
+        for ic in range(e.split(split).n_ics)
+        for batch in range(e.n_batches(split))
     ]
 
 
-def model_sims(model, split):
+def model_sims(exp, model, split):
     """The sims files a model's learning reads (lattices for hidden-unit statistics), or none."""
-    return sims_files(split) if EXP.model(model).needs_states else []
+    return sims_files(exp, split) if EXPS[exp].model(model).needs_states else []
 
 
 def evaluate_inputs(wildcards):
     """Inputs of `evaluate`: test moments, plus θ(t0) and the dynamics for a model."""
-    inputs = {"config": f"{RESULTS}/config.yaml", "moments": f"{RESULTS}/moments/test.h5"}
-    if wildcards.name in EXP.models:
-        inputs["initial"] = f"{RESULTS}/models/{wildcards.name}/initial_test.h5"
-        inputs["dynamics"] = f"{RESULTS}/models/{wildcards.name}/dynamics.h5"
+    r = f"results/{wildcards.exp}"
+    inputs = {"config": f"{r}/config.yaml", "moments": f"{r}/moments/test.h5"}
+    if wildcards.name in EXPS[wildcards.exp].models:
+        inputs["initial"] = f"{r}/models/{wildcards.name}/initial_test.h5"
+        inputs["dynamics"] = f"{r}/models/{wildcards.name}/dynamics.h5"
     return inputs
 
 
-REPORT = f"{RESULTS}/report"
-_SNAPSHOT = EXP.lattice.ndim >= 2 and EXP.store_states and "test" in EXP.splits
-REPORT_FIGURES = figure_files(list(EXP.models), EXP.lattice.ndim, len(EXP.species), _SNAPSHOT)
-
-
-def report_sims():
+def report_sims(wildcards):
     """One test sims file with lattices for the snapshot figure (2D/3D), or none."""
-    return [f"{RESULTS}/sims/test/ic0_b0.h5"] if _SNAPSHOT else []
+    return [f"results/{wildcards.exp}/sims/test/ic0_b0.h5"] if _SNAPSHOT else []
+
+
+def evaluated(exp):
+    """Whether an experiment is evaluated (it has models and a test split)."""
+    return bool(EXPS[exp].models) and "test" in EXPS[exp].splits
+
+
+def experiment_targets(exp):
+    """Moments of every split; with models, their dynamics, and with a test split the metrics
+    and the report of every model and baseline."""
+    r, e = f"results/{exp}", EXPS[exp]
+    targets = [f"{r}/moments/{split}.h5" for split in e.splits]
+    targets += [f"{r}/models/{m}/dynamics.h5" for m in e.models]
+    if evaluated(exp):
+        targets += [f"{r}/eval/metrics.json", f"{r}/report/report.md"]
+        targets += [f"{r}/report/{name}" for name in REPORT_FIGURES.values()]
+    return targets
+
+
+SWEEP_DIR = f"results/{BASE.name}/sweep"
 
 
 def all_targets():
-    """Moments of every split; with models, their dynamics, and with a test split the metrics
-    and the report of every model and baseline."""
-    targets = [f"{RESULTS}/moments/{split}.h5" for split in EXP.splits]
-    targets += [f"{RESULTS}/models/{m}/dynamics.h5" for m in EXP.models]
-    if EXP.models and "test" in EXP.splits:
-        targets += [f"{RESULTS}/eval/metrics.json", f"{REPORT}/report.md"]
-        targets += [f"{REPORT}/{name}" for name in REPORT_FIGURES.values()]
+    """Every experiment's targets; for a sweep of evaluated points also its summary."""
+    targets = [t for exp in EXPS for t in experiment_targets(exp)]
+    if SWEEP is not None and all(evaluated(exp) for exp in EXPS):
+        targets += [f"{SWEEP_DIR}/summary.tsv", f"{SWEEP_DIR}/summary.png"]
     return targets
 
 
@@ -77,7 +134,7 @@ rule resolved_config:
     output:
         f"{RESULTS}/config.yaml",
     params:
-        config=EXP.raw,
+        config=lambda wc: EXPS[wc.exp].raw,
     log:
         f"{RESULTS}/logs/config.log",
     conda:

@@ -19,7 +19,7 @@ rule evaluate:
 
 rule metrics:
     input:
-        [f"{RESULTS}/eval/{name}.json" for name in EVAL_NAMES],
+        lambda wc: [f"results/{wc.exp}/eval/{name}.json" for name in eval_names(wc.exp)],
     output:
         report(f"{RESULTS}/eval/metrics.json", caption="../report/metrics.rst", category="Metrics"),
     log:
@@ -35,9 +35,9 @@ rule report:
     input:
         config=f"{RESULTS}/config.yaml",
         metrics=f"{RESULTS}/eval/metrics.json",
-        tables=[f"{RESULTS}/eval/{name}.csv" for name in EVAL_NAMES],
-        dynamics=[f"{RESULTS}/models/{m}/dynamics.h5" for m in EXP.models],
-        sims=report_sims(),
+        tables=lambda wc: [f"results/{wc.exp}/eval/{name}.csv" for name in eval_names(wc.exp)],
+        dynamics=lambda wc: [f"results/{wc.exp}/models/{m}/dynamics.h5" for m in EXPS[wc.exp].models],
+        sims=report_sims,
     output:
         markdown=f"{REPORT}/report.md",
         figures=[

@@ -5,7 +5,7 @@ rule fit_initial:
     input:
         config=f"{RESULTS}/config.yaml",
         moments=f"{RESULTS}/moments/{{split}}.h5",
-        sims=lambda wc: model_sims(wc.model, wc.split),
+        sims=lambda wc: model_sims(wc.exp, wc.model, wc.split),
     output:
         f"{RESULTS}/models/{{model}}/initial_{{split}}.h5",
     log:
@@ -23,7 +23,7 @@ rule train:
         config=f"{RESULTS}/config.yaml",
         moments=f"{RESULTS}/moments/train.h5",
         initial=f"{RESULTS}/models/{{model}}/initial_train.h5",
-        sims=lambda wc: model_sims(wc.model, "train"),
+        sims=lambda wc: model_sims(wc.exp, wc.model, "train"),
     output:
         report(
             f"{RESULTS}/models/{{model}}/dynamics.h5",

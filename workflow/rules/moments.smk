@@ -4,7 +4,7 @@
 rule moments:
     input:
         config=f"{RESULTS}/config.yaml",
-        sims=lambda wc: sims_files(wc.split),
+        sims=lambda wc: sims_files(wc.exp, wc.split),
     output:
         f"{RESULTS}/moments/{{split}}.h5",
     log:

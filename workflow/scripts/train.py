@@ -11,4 +11,5 @@ with log_to(snakemake.log[0]):
         snakemake.wildcards.model,
         snakemake.output[0],
         sims_files=list(i.sims) or None,
+        resume="auto",  # continue a killed run from its checkpoint; ignore a stale one
     )

@@ -7,10 +7,11 @@ each provider here maps θ (n, K) to moments (n, K), extensive, in ``model.param
 for a whole batch in one compiled call. With the window chain of :mod:`~dbdflow.boltzmann.
 transfer` (transition weights M(x', x) = e^{φ(x', x)}, φ linear in θ for chains, plus the bond
 softplus ln(1 + e^{b_X + W s}) for the chain RBM), Z = a₀ᵀ M^n 1 (open) or Tr M^N (ring) and
-∂ln Z/∂θ_p = ∂_p Z / Z. M^n is built by binary powering of pairs (A, D_p = ∂_p A) with the product
-rule (A₁A₂, D₁A₂ + A₁D₂), every entry rescaled by the largest after each product. All terms are
-non-negative (statistics are counts, the softplus is increasing), so nothing cancels and the
-result agrees with :func:`~dbdflow.boltzmann.transfer.exact_moments` to rounding, at a few
+∂ln Z/∂θ_p = ∂_p Z / Z. M^n is built by binary powering, every entry rescaled by the largest after
+each product, and ∂ln Z/∂θ is its reverse-mode derivative (three small matrix products per
+squaring, independent of the number of parameters). All terms are non-negative (statistics are
+counts, the softplus is increasing), so nothing cancels and the result agrees with
+:func:`~dbdflow.boltzmann.transfer.exact_moments` to rounding, at a few
 microseconds per θ instead of that function's per-call overhead.
 
 :class:`SampledAsleep` (any family): Gibbs estimates, the modes of the paper §IV.B: ``random``
@@ -107,33 +108,45 @@ def _potentials(theta, lin0, lin, i_w, i_x, bonds0, bonds, g0, dg0, g, dg):
 
 
 @numba.njit(cache=True)
-def _product(a1, d1, a2, d2, a, d):
-    """(a, d) = (a1 a2, d1 a2 + a1 d2) rescaled so that max a = 1."""
-    n, m, k = a1.shape[0], a2.shape[1], a1.shape[1]
-    P = d1.shape[2]
-    top = 0.0
+def _matmul(a, b, out, scale, trans_a, trans_b):
+    """out = scale · op(a) op(b), op = transpose where asked (small dense matrices)."""
+    n = a.shape[1] if trans_a else a.shape[0]
+    k = a.shape[0] if trans_a else a.shape[1]
+    m = b.shape[0] if trans_b else b.shape[1]
     for i in range(n):
         for j in range(m):
-            s = 0.0
-            for l in range(k):
-                s += a1[i, l] * a2[l, j]
-            a[i, j] = s
-            top = max(top, s)
-            for p in range(P):
-                t = 0.0
-                for l in range(k):
-                    t += d1[i, l, p] * a2[l, j] + a1[i, l] * d2[l, j, p]
-                d[i, j, p] = t
-    inv = 1.0 / top
-    for i in range(n):
-        for j in range(m):
-            a[i, j] *= inv
-            for p in range(P):
-                d[i, j, p] *= inv
+            out[i, j] = 0.0
+    if trans_b:  # out_ij = Σ_l op(a)_il b_jl: dot products of rows
+        for i in range(n):
+            for j in range(m):
+                acc = 0.0
+                if trans_a:
+                    for l in range(k):
+                        acc += a[l, i] * b[j, l]
+                else:
+                    for l in range(k):
+                        acc += a[i, l] * b[j, l]
+                out[i, j] = scale * acc
+        return
+    for i in range(n):  # out_i. += op(a)_il b_l.: axpy over contiguous rows
+        for l in range(k):
+            x = scale * (a[l, i] if trans_a else a[i, l])
+            for j in range(m):
+                out[i, j] += x * b[l, j]
 
 
 @numba.njit(cache=True)
 def _exact_moments_many(thetas, lin0, lin, i_w, i_x, bonds0, bonds, q, w, periodic, n_trans):
+    """Z by binary powering (forward), ∂ln Z/∂θ by reverse-mode differentiation of it.
+
+    Forward: B_0 = M, B_{k+1} = s_k B_k B_k; the accumulator R (a₀ᵀ for open chains, 1 for rings)
+    is multiplied by r_k B_k where bit k of n_trans is set. The scales s_k, r_k = 1/max keep the
+    numbers in range and are held constant in the reverse pass (ln Z and ln Z_scaled differ by a
+    constant). Reverse: from R̄ = ∂ln Z_scaled/∂R, through R' = r R B (R̄ ← r R̄ Bᵀ, B̄ += r Rᵀ R̄')
+    and B' = s B B (B̄ += s (B̄' Bᵀ + Bᵀ B̄')), down to B̄_0 and R̄_0; then
+    ∂ln Z/∂θ_p = Σ B̄_0 ∘ M ∘ ∂_pφ (+ Σ R̄_0 ∘ a₀ ∘ ∂_pφ₀ on open chains): three matrix products
+    per squaring, whatever the number of parameters.
+    """
     n, P = thetas.shape
     S = q**w
     qw1 = q ** (w - 1)
@@ -141,53 +154,79 @@ def _exact_moments_many(thetas, lin0, lin, i_w, i_x, bonds0, bonds, q, w, period
     g0, dg0 = np.empty(S), np.empty((S, P))
     g, dg = np.empty(S * q), np.empty((S * q, P))
     rows = S if periodic else 1
-    base_a, base_d = np.empty((S, S)), np.empty((S, S, P))
-    tmp_a, tmp_d = np.empty((S, S)), np.empty((S, S, P))
-    acc_a, acc_d = np.empty((rows, S)), np.empty((rows, S, P))
-    row_a, row_d = np.empty((rows, S)), np.empty((rows, S, P))
+    n_bits = 0
+    while (n_trans >> n_bits) > 0:
+        n_bits += 1
+    base = np.empty((n_bits + 1, S, S))  # B_0 .. B_{n_bits}
+    acc = np.empty((n_bits + 1, rows, S))  # R before bit k
+    bbar = np.empty((S, S))
+    bbar_next = np.empty((S, S))
+    tmp = np.empty((S, S))
+    rbar = np.empty((rows, S))
+    rtmp = np.empty((rows, S))
+    scale_b = np.empty(n_bits + 1)
+    scale_r = np.empty(n_bits + 1)
     for r in range(n):
         _potentials(thetas[r], lin0, lin, i_w, i_x, bonds0, bonds, g0, dg0, g, dg)
         gmax = g.max()
-        base_a[:] = 0.0
-        base_d[:] = 0.0
+        base[0] = 0.0
         for e in range(S * q):  # e = a S + x: window (a, x_0..x_{w-2}) → x
             xp, x = (e // S) * qw1 + (e % S) // q, e % S
-            m = np.exp(g[e] - gmax)
-            base_a[xp, x] = m
-            for p in range(P):
-                base_d[xp, x, p] = m * dg[e, p]
-        acc_a[:] = 0.0
-        acc_d[:] = 0.0
+            base[0, xp, x] = np.exp(g[e] - gmax)
+        acc[0] = 0.0
         if periodic:
             for x in range(S):
-                acc_a[x, x] = 1.0
+                acc[0, x, x] = 1.0
         else:
             g0max = g0.max()
             for x in range(S):
-                acc_a[0, x] = np.exp(g0[x] - g0max)
-                for p in range(P):
-                    acc_d[0, x, p] = acc_a[0, x] * dg0[x, p]
-        k = n_trans
-        while k > 0:
-            if k & 1:
-                _product(acc_a, acc_d, base_a, base_d, row_a, row_d)
-                acc_a[:] = row_a
-                acc_d[:] = row_d
-            k >>= 1
-            if k > 0:
-                _product(base_a, base_d, base_a, base_d, tmp_a, tmp_d)
-                base_a[:] = tmp_a
-                base_d[:] = tmp_d
+                acc[0, 0, x] = np.exp(g0[x] - g0max)
+        for k in range(n_bits):
+            if (n_trans >> k) & 1:
+                _matmul(acc[k], base[k], acc[k + 1], 1.0, False, False)
+                scale_r[k] = 1.0 / acc[k + 1].max()
+                acc[k + 1] *= scale_r[k]
+            else:
+                acc[k + 1] = acc[k]
+            if k + 1 < n_bits:
+                _matmul(base[k], base[k], base[k + 1], 1.0, False, False)
+                scale_b[k] = 1.0 / base[k + 1].max()
+                base[k + 1] *= scale_b[k]
         z = 0.0
+        for j in range(S):
+            z += acc[n_bits, j if periodic else 0, j]
+        rbar[:] = 0.0
+        for j in range(S):
+            rbar[j if periodic else 0, j] = 1.0 / z
+        bbar_next[:] = 0.0  # B̄_{k+1}
+        for k in range(n_bits - 1, -1, -1):
+            # B_{k+1} = s B_k B_k  →  B̄_k = s (B̄_{k+1} B_kᵀ + B_kᵀ B̄_{k+1})
+            if k + 1 < n_bits:
+                _matmul(bbar_next, base[k], bbar, scale_b[k], False, True)
+                _matmul(base[k], bbar_next, tmp, scale_b[k], True, False)
+                bbar += tmp
+            else:
+                bbar[:] = 0.0
+            if (n_trans >> k) & 1:
+                # R_{k+1} = r R_k B_k  →  B̄_k += r R_kᵀ R̄,  R̄ ← r R̄ B_kᵀ
+                _matmul(acc[k], rbar, tmp, scale_r[k], True, False)
+                bbar += tmp
+                _matmul(rbar, base[k], rtmp, scale_r[k], False, True)
+                rbar[:] = rtmp
+            bbar, bbar_next = bbar_next, bbar
+        # now bbar_next = B̄_0 and rbar = R̄_0
         for p in range(P):
             out[r, p] = 0.0
-        for j in range(S):
-            i = j if periodic else 0
-            z += acc_a[i, j]
+        for e in range(S * q):
+            xp, x = (e // S) * qw1 + (e % S) // q, e % S
+            c = bbar_next[xp, x] * base[0, xp, x]
             for p in range(P):
-                out[r, p] += acc_d[i, j, p]
-        for p in range(P):
-            out[r, p] /= z
+                out[r, p] += c * dg[e, p]
+        if not periodic:
+            for x in range(S):
+                c = rbar[0, x] * acc[0, 0, x]
+                for p in range(P):
+                    out[r, p] += c * dg0[x, p]
     return out
 
 

@@ -136,7 +136,9 @@ class Trajectory:
     theta : (n_ic, n_steps + 1, K), θ at the data steps t_0 + nΔt
     stages : (n_ic, n_steps·substeps, n_stages, K), the stage points Y_i of every step
     outside : int64 (n_ic, K), right-hand-side evaluations at which θ_{D_k} lay outside F_k's grid
-    u : copy of the coefficients used; dt, substeps, scheme as given to :func:`solve`
+    u : the coefficients used (a copy, or with ``copy=False`` the caller's array, which must then
+        stay unchanged while the trajectory is in use); dt, substeps, scheme as given to
+        :func:`solve`
     """
 
     theta: np.ndarray
@@ -148,7 +150,7 @@ class Trajectory:
     scheme: str
 
 
-def solve(model, u, theta0, n_steps, dt, *, scheme="rk4", substeps=1) -> Trajectory:
+def solve(model, u, theta0, n_steps, dt, *, scheme="rk4", substeps=1, copy=True) -> Trajectory:
     """Integrate dθ/dt = F(θ; u) from θ(t_0) = ``theta0`` (K,) or (n_ic, K) over ``n_steps`` data
     steps of size ``dt``; the result is always batched (n_ic ≥ 1)."""
     if scheme not in SCHEMES:
@@ -165,7 +167,8 @@ def solve(model, u, theta0, n_steps, dt, *, scheme="rk4", substeps=1) -> Traject
     theta, stages, outside = _forward(
         model.check_theta(theta0), u, int(n_steps), int(substeps), h, a, b, model.pack
     )
-    return Trajectory(theta, stages, outside, u.copy(), float(dt), int(substeps), scheme)
+    u = u.copy() if copy else u
+    return Trajectory(theta, stages, outside, u, float(dt), int(substeps), scheme)
 
 
 @numba.njit(cache=True)

@@ -13,6 +13,7 @@ bit-identically.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
@@ -31,14 +32,26 @@ def group_rates(slices, rates) -> np.ndarray:
 
 def clip_by_norm(grad, max_norm):
     """(grad scaled down to norm ``max_norm`` if it is longer, the norm before clipping)."""
-    # einsum, not np.dot: waking idle BLAS threads costs ~5 ms per call on small machines
-    norm = float(np.sqrt(np.einsum("i,i->", grad, grad)))
+    norm = float(np.sqrt(_scan(np.asarray(grad, dtype=np.float64))[0]))
     if max_norm is not None and norm > max_norm:
         return grad * (max_norm / norm), norm
     return grad, norm
 
 
+class NonFiniteGradient(FloatingPointError):
+    """A gradient entry is NaN or infinite; ``index`` is the first such coefficient."""
+
+    def __init__(self, message, index):
+        super().__init__(message)
+        self.index = index
+
+
 class _Optimizer:
+    """Shared checks, norm clipping and state. Updates are in place and touch only coefficients
+    whose gradient has ever been non-zero (Adam) or is non-zero now (SGD): for every other
+    coefficient the dense update is exactly u ← u, so the result is bit-identical to the dense
+    formula at a cost proportional to the region the trajectories visit, not to the grid."""
+
     _arrays: tuple[str, ...] = ()
 
     def __init__(self, lr, max_norm):
@@ -48,19 +61,30 @@ class _Optimizer:
         if max_norm is not None and not max_norm > 0:
             raise ValueError(f"max_norm must be positive or None, got {max_norm!r}")
         self.lr, self.max_norm = lr, max_norm
+        self._rates = np.ascontiguousarray(np.atleast_1d(lr))
         self.t = 0
         self.grad_norm = float("nan")
 
-    def _check(self, u, grad):
-        u, grad = np.asarray(u, dtype=np.float64), np.asarray(grad, dtype=np.float64)
+    def _check(self, u, grad) -> tuple[np.ndarray, float]:
+        """Validate, record the norm, count the step; returns (grad as float64, clipping factor)."""
+        if not (isinstance(u, np.ndarray) and u.dtype == np.float64 and u.flags.c_contiguous):
+            raise ValueError("u must be a contiguous float64 array (it is updated in place)")
+        grad = np.asarray(grad, dtype=np.float64)
         if u.ndim != 1 or grad.shape != u.shape or (self.lr.ndim and self.lr.shape != u.shape):
             raise ValueError(f"u {u.shape}, grad {grad.shape} and lr {self.lr.shape} disagree")
-        bad = np.flatnonzero(~np.isfinite(grad))
-        if bad.size:
-            raise FloatingPointError(f"non-finite gradient at coefficient {bad[0]} (step {self.t})")
-        grad, self.grad_norm = clip_by_norm(grad, self.max_norm)
+        sumsq, bad = self._scan(u, grad)
+        if bad >= 0:
+            raise NonFiniteGradient(
+                f"non-finite gradient at coefficient {bad} (step {self.t})", int(bad)
+            )
+        self.grad_norm = float(np.sqrt(sumsq))
         self.t += 1
-        return u, grad
+        if self.max_norm is not None and self.grad_norm > self.max_norm:
+            return grad, self.max_norm / self.grad_norm
+        return grad, 1.0
+
+    def _scan(self, u, grad):
+        return _scan(grad)
 
     def state(self) -> dict[str, np.ndarray]:
         """Mutable state as arrays: step count ``t`` and the moment estimates (Adam)."""
@@ -73,18 +97,20 @@ class _Optimizer:
 
 
 class SGD(_Optimizer):
-    """u ← u − lr ∘ ∇S."""
+    """u ← u − lr ∘ ∇S (in place; returns u)."""
 
     def __init__(self, lr, *, max_norm=None):
         super().__init__(lr, max_norm)
 
     def step(self, u, grad) -> np.ndarray:
-        u, grad = self._check(u, grad)
-        return u - self.lr * grad
+        grad, factor = self._check(u, grad)
+        _sgd(u, grad, self._rates, factor)
+        return u
 
 
 class Adam(_Optimizer):
-    """Adam: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², u ← u − lr m̂/(√v̂ + ε), bias-corrected."""
+    """Adam: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², u ← u − lr m̂/(√v̂ + ε), bias-corrected
+    (in place; returns u)."""
 
     _arrays = ("m", "v")
 
@@ -94,15 +120,99 @@ class Adam(_Optimizer):
             raise ValueError(f"need 0 <= beta1, beta2 < 1 and eps > 0, got {beta1}, {beta2}, {eps}")
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.m = self.v = np.zeros(0)
+        self._active = None
 
-    def step(self, u, grad) -> np.ndarray:
-        u, grad = self._check(u, grad)
+    def load_state(self, state) -> None:
+        super().load_state(state)
+        self._active = None
+
+    def _scan(self, u, grad):
+        """Norm and finiteness, and every coefficient with a first non-zero gradient joins the
+        active set (those whose m or v is non-zero), in one pass over the gradient."""
         if self.m.shape != u.shape:
-            if self.t > 1:
+            if self.t > 0:
                 raise ValueError(f"Adam state has shape {self.m.shape}, u has {u.shape}")
             self.m, self.v = np.zeros_like(u), np.zeros_like(u)
-        self.m = self.beta1 * self.m + (1 - self.beta1) * grad
-        self.v = self.beta2 * self.v + (1 - self.beta2) * grad * grad
-        m_hat = self.m / (1 - self.beta1**self.t)
-        v_hat = self.v / (1 - self.beta2**self.t)
-        return u - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        if self._active is None:
+            touched = (self.m != 0) | (self.v != 0)
+            active = np.zeros(u.size, dtype=np.int64)
+            n = int(touched.sum())
+            active[:n] = np.flatnonzero(touched)
+            self._active = [touched, active, n]
+        touched, active, n = self._active
+        sumsq, bad, self._active[2] = _scan_mark(grad, touched, active, n)
+        return sumsq, bad
+
+    def step(self, u, grad) -> np.ndarray:
+        grad, factor = self._check(u, grad)
+        _, active, n = self._active
+        _adam(
+            u,
+            grad,
+            self.m,
+            self.v,
+            active[:n],
+            self._rates,
+            factor,
+            self.beta1,
+            self.beta2,
+            self.eps,
+            1 - self.beta1**self.t,
+            1 - self.beta2**self.t,
+        )
+        return u
+
+
+@numba.njit(cache=True)
+def _scan(grad):
+    """(Σ g², index of the first non-finite entry or −1)."""
+    total = 0.0
+    for i in range(grad.size):
+        g = grad[i]
+        if not np.isfinite(g):
+            return total, i
+        total += g * g
+    return total, -1
+
+
+@numba.njit(cache=True)
+def _sgd(u, grad, rates, factor):
+    one = rates.size == 1
+    for i in range(u.size):
+        g = grad[i]
+        if g != 0.0:
+            if factor != 1.0:
+                g = g * factor
+            u[i] = u[i] - (rates[0] if one else rates[i]) * g
+
+
+@numba.njit(cache=True)
+def _scan_mark(grad, touched, active, n_active):
+    """:func:`_scan` that also appends each untouched index with g ≠ 0 to ``active``."""
+    total = 0.0
+    for i in range(grad.size):
+        g = grad[i]
+        if g != 0.0:
+            if not np.isfinite(g):
+                return total, i, n_active
+            total += g * g
+            if not touched[i]:
+                touched[i] = True
+                active[n_active] = i
+                n_active += 1
+    return total, -1, n_active
+
+
+@numba.njit(cache=True)
+def _adam(u, grad, m, v, active, rates, factor, b1, b2, eps, c1, c2):
+    """Adam on the active coefficients: the dense formula's operations, in the same order."""
+    one = rates.size == 1
+    for i in active:
+        g = grad[i]
+        if factor != 1.0:
+            g = g * factor
+        m[i] = b1 * m[i] + (1 - b1) * g
+        v[i] = b2 * v[i] + (1 - b2) * g * g
+        m_hat = m[i] / c1
+        v_hat = v[i] / c2
+        u[i] = u[i] - (rates[0] if one else rates[i]) * m_hat / (np.sqrt(v_hat) + eps)

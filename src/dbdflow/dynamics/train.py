@@ -48,7 +48,7 @@ import numpy as np
 from dbdflow.dynamics.adjoint import RULES, gradient, quadrature_weights
 from dbdflow.dynamics.fem import HermiteGrid
 from dbdflow.dynamics.ode import SCHEMES, DynamicsModel, solve
-from dbdflow.dynamics.optim import SGD, Adam
+from dbdflow.dynamics.optim import SGD, Adam, NonFiniteGradient
 
 log = logging.getLogger("dbdflow")
 
@@ -260,7 +260,14 @@ def train(
         grad_u, loss, window, outside = _step(
             problem, model, settings, stream(step), step, u, theta_bar
         )
-        u = optimizer.step(u, grad_u)
+        try:
+            u = optimizer.step(u, grad_u)  # in place
+        except NonFiniteGradient as err:
+            k = next(k for k, s in enumerate(model.slices) if s.start <= err.index < s.stop)
+            raise DivergenceError(
+                f"training step {step}: non-finite gradient of F_{problem.names[k]} "
+                f"(coefficient {err.index - model.slices[k].start})"
+            ) from None
         state.excursions += outside
         seconds = time.perf_counter() - t_start
         values = (step, loss, optimizer.grad_norm, *window, int(outside.sum()), seconds)
@@ -313,6 +320,7 @@ def _step(problem, model, settings, rng, step, u, theta_bar):
         problem.dt,
         scheme=settings.scheme,
         substeps=settings.substeps,
+        copy=False,
     )
     check_theta(traj.theta, ics, problem, step, settings.max_abs_theta)
     points = np.arange(first, last + 1)
@@ -334,13 +342,6 @@ def _step(problem, model, settings, rng, step, u, theta_bar):
         theta_bar=theta_bar,
         stop=first if settings.truncate else 0,
     )
-    bad = np.flatnonzero(~np.isfinite(grad_u))
-    if bad.size:
-        k = next(k for k, s in enumerate(model.slices) if s.start <= bad[0] < s.stop)
-        raise DivergenceError(
-            f"training step {step}: non-finite gradient of F_{problem.names[k]} "
-            f"(coefficient {bad[0] - model.slices[k].start})"
-        )
     loss = float(np.mean(np.sum(diff**2, axis=1)))
     return grad_u, loss, (first, last), traj.outside.sum(axis=0)
 
