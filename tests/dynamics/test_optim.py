@@ -93,6 +93,17 @@ def test_sparse_updates_equal_the_dense_formulas(seed, density, max_norm, per_co
         dense_sgd = dense_sgd - lr * scaled
     np.testing.assert_array_equal(u, dense_adam(u0, grads, lr, max_norm))
     np.testing.assert_array_equal(w, dense_sgd)
+    # told where the gradient may be non-zero (any order, zeros allowed), the same updates
+    adam2, sgd2 = Adam(lr, max_norm=max_norm), SGD(lr, max_norm=max_norm)
+    u2, w2 = u0.copy(), u0.copy()
+    for g in grads:
+        where = rng.permutation(np.flatnonzero((g != 0) | (rng.random(n) < 0.3)))
+        adam2.step(u2, g, where)
+        sgd2.step(w2, g, where)
+    np.testing.assert_allclose(u2, u, rtol=1e-13, atol=1e-15)  # the norm sums in another order
+    np.testing.assert_allclose(w2, w, rtol=1e-13, atol=1e-15)
+    if max_norm is None:
+        np.testing.assert_array_equal(u2, u)
     assert np.isclose(adam.grad_norm, np.linalg.norm(grads[-1]), rtol=1e-12)
 
 

@@ -156,11 +156,18 @@ def test_step_gradient_is_that_of_the_documented_objective(truncate, batch):
     step = 1  # window [3, 7]
     cfg = Settings(steps=2, optimizer="sgd", learning_rate=1.0, window=window, truncate=truncate)
     cfg = Settings(**{**cfg.__dict__, "batch_ics": batch})
-    from dbdflow.dynamics.adjoint import quadrature_weights
+    from dbdflow.dynamics.adjoint import SparseGradient, quadrature_weights
     from dbdflow.dynamics.train import _step
 
     rng_step = np.random.default_rng(5)
-    grad, *_ = _step(problem, model, cfg, rng_step, step, u, 0.0)
+    buffer = SparseGradient(model.n_coeffs)
+    _step(problem, model, cfg, rng_step, step, u, 0.0, buffer)
+    grad = buffer.values.copy()
+    # the recorded entries hold every non-zero one; clearing restores an all-zero buffer
+    assert set(np.flatnonzero(grad)) <= set(buffer.nonzero.tolist())
+    assert len(set(buffer.nonzero.tolist())) == buffer.nonzero.size
+    buffer.clear()
+    assert not buffer.values.any() and buffer.nonzero.size == 0
     ics = (
         np.arange(4)
         if batch is None

@@ -107,7 +107,21 @@ def _potentials(theta, lin0, lin, i_w, i_x, bonds0, bonds, g0, dg0, g, dg):
             out[e] = acc
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
+def _scale_to_max(a):
+    """a /= max(a); returns 1/max."""
+    top = 0.0
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            top = max(top, a[i, j])
+    inv = 1.0 / top
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[i, j] *= inv
+    return inv
+
+
+@numba.njit(cache=True, inline="always")
 def _matmul(a, b, out, scale, trans_a, trans_b):
     """out = scale · op(a) op(b), op = transpose where asked (small dense matrices)."""
     n = a.shape[1] if trans_a else a.shape[0]
@@ -184,14 +198,12 @@ def _exact_moments_many(thetas, lin0, lin, i_w, i_x, bonds0, bonds, q, w, period
         for k in range(n_bits):
             if (n_trans >> k) & 1:
                 _matmul(acc[k], base[k], acc[k + 1], 1.0, False, False)
-                scale_r[k] = 1.0 / acc[k + 1].max()
-                acc[k + 1] *= scale_r[k]
+                scale_r[k] = _scale_to_max(acc[k + 1])
             else:
                 acc[k + 1] = acc[k]
             if k + 1 < n_bits:
                 _matmul(base[k], base[k], base[k + 1], 1.0, False, False)
-                scale_b[k] = 1.0 / base[k + 1].max()
-                base[k + 1] *= scale_b[k]
+                scale_b[k] = _scale_to_max(base[k + 1])
         z = 0.0
         for j in range(S):
             z += acc[n_bits, j if periodic else 0, j]

@@ -69,13 +69,43 @@ def quadrature_weights(n_times, dt, start=0, end=None, rule="trapezoid") -> np.n
     return w
 
 
-def gradient(model, traj, dmu, weights, *, l2=0.0, theta_bar=0.0, stop=0):
+class SparseGradient:
+    """dS/du accumulated in place: ``values`` (dense, n_coeffs) and the indices of the entries
+    written since the last :meth:`clear` (every other entry is 0). Training touches only the
+    cells its trajectories visit, so this keeps the cost of a step independent of the grid size."""
+
+    def __init__(self, n_coeffs: int):
+        self.values = np.zeros(n_coeffs)
+        self._mark = np.zeros(n_coeffs, dtype=np.bool_)
+        self._index = np.empty(n_coeffs, dtype=np.int64)
+        self._count = np.zeros(1, dtype=np.int64)
+
+    @property
+    def nonzero(self) -> np.ndarray:
+        """Indices of the written entries (a superset of the non-zero ones), in write order."""
+        return self._index[: self._count[0]]
+
+    def clear(self) -> None:
+        _clear(self.values, self._mark, self.nonzero)
+        self._count[0] = 0
+
+
+@numba.njit(cache=True)
+def _clear(values, mark, index):
+    for i in index:
+        values[i] = 0.0
+        mark[i] = False
+
+
+def gradient(model, traj, dmu, weights, *, l2=0.0, theta_bar=0.0, stop=0, out=None):
     """(dS/du (n_coeffs,), dS/dθ(t_stop) (n_ic, K)) for the objective in the module docstring.
 
     ``traj`` is :func:`dbdflow.dynamics.ode.solve`'s result for ``model``; ``dmu`` (n_ic,
     n_steps + 1, K) the source densities s_n = μ̃ − μ at the data steps (ignored where the weight
     is 0); ``weights`` (n_steps + 1,) the w_n; ``theta_bar`` broadcasts against ``traj.theta``.
     dS/du is summed over the initial conditions (scale ``dmu``/``weights`` for a batch mean).
+    With ``out`` (a :class:`SparseGradient`) dS/du is added to ``out.values`` and the written
+    entries recorded; the returned dS/du is then ``out.values``.
     """
     theta = traj.theta
     _, n_times, n_params = theta.shape
@@ -98,18 +128,43 @@ def gradient(model, traj, dmu, weights, *, l2=0.0, theta_bar=0.0, stop=0):
     last = int(nonzero[-1]) if nonzero.size else -1
     a, b = SCHEMES[traj.scheme]
     h = traj.dt / traj.substeps
-    return _adjoint(
-        traj.stages, source, last, int(stop), traj.substeps, h, a, b, traj.u, model.pack
+    if out is None:
+        out = SparseGradient(model.n_coeffs)
+    elif out.values.shape != (model.n_coeffs,):
+        raise ValueError(f"out holds {out.values.size} coefficients, the model {model.n_coeffs}")
+    dtheta = _adjoint(
+        traj.stages,
+        source,
+        last,
+        int(stop),
+        traj.substeps,
+        h,
+        a,
+        b,
+        traj.u,
+        model.pack,
+        out.values,
+        out._mark,
+        out._index,
+        out._count,
     )
+    return out.values, dtheta
+
+
+@numba.njit(cache=True, inline="always")
+def _touch(mark, index, count, o):
+    if not mark[o]:
+        mark[o] = True
+        index[count[0]] = o
+        count[0] += 1
 
 
 @numba.njit(cache=True)
-def _adjoint(stages, source, last, stop, substeps, h, a, b, u, pack):
+def _adjoint(stages, source, last, stop, substeps, h, a, b, u, pack, gu, mark, index, count):
     n_ic, _, n_stages, n_params = stages.shape
     gd, gc, lo, up, ih, hh, nc, vs, rw, l0, ms, mp, mo = pack
     x, v1, dv1, w, rv, _ = scratch(gd)
     comb = np.empty((rv.size, 4))
-    gu = np.zeros(u.size)
     dtheta = np.zeros((n_ic, n_params))
     lam = np.empty(n_params)
     kbar = np.empty((n_stages, n_params))
@@ -117,7 +172,7 @@ def _adjoint(stages, source, last, stop, substeps, h, a, b, u, pack):
     ybar = np.empty(n_params)
     one = numba.uint64(1)
     if last < stop:
-        return gu, dtheta
+        return dtheta
     for i in range(n_ic):
         for k in range(n_params):
             lam[k] = source[i, last, k]
@@ -164,6 +219,10 @@ def _adjoint(stages, source, last, stop, substeps, h, a, b, u, pack):
                                 gu[o + one] += wr * s1
                                 gu[o2] += wr * s2
                                 gu[o2 + one] += wr * s3
+                                _touch(mark, index, count, o)
+                                _touch(mark, index, count, o + one)
+                                _touch(mark, index, count, o2)
+                                _touch(mark, index, count, o2 + one)
                         acc0 = 0.0
                         for r in range(n_r):
                             c0, c1, c2, c3 = comb[r, 0], comb[r, 1], comb[r, 2], comb[r, 3]
@@ -188,4 +247,4 @@ def _adjoint(stages, source, last, stop, substeps, h, a, b, u, pack):
                 lam[k] += source[i, n, k]
         for k in range(n_params):
             dtheta[i, k] = lam[k]
-    return gu, dtheta
+    return dtheta

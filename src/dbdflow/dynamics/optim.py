@@ -65,14 +65,20 @@ class _Optimizer:
         self.t = 0
         self.grad_norm = float("nan")
 
-    def _check(self, u, grad) -> tuple[np.ndarray, float]:
-        """Validate, record the norm, count the step; returns (grad as float64, clipping factor)."""
+    def _check(self, u, grad, nonzero) -> tuple[np.ndarray, np.ndarray | None, float]:
+        """Validate, record the norm, count the step; returns (grad as float64, the indices to
+        visit or None for all, clipping factor)."""
         if not (isinstance(u, np.ndarray) and u.dtype == np.float64 and u.flags.c_contiguous):
             raise ValueError("u must be a contiguous float64 array (it is updated in place)")
         grad = np.asarray(grad, dtype=np.float64)
         if u.ndim != 1 or grad.shape != u.shape or (self.lr.ndim and self.lr.shape != u.shape):
             raise ValueError(f"u {u.shape}, grad {grad.shape} and lr {self.lr.shape} disagree")
-        sumsq, bad = self._scan(u, grad)
+        if nonzero is not None:
+            nonzero = np.asarray(nonzero, dtype=np.int64)
+            inside = nonzero.size == 0 or (nonzero.min() >= 0 and nonzero.max() < u.size)
+            if nonzero.ndim != 1 or not inside:
+                raise ValueError(f"nonzero must be distinct indices into u (size {u.size})")
+        sumsq, bad = self._scan(u, grad, nonzero)
         if bad >= 0:
             raise NonFiniteGradient(
                 f"non-finite gradient at coefficient {bad} (step {self.t})", int(bad)
@@ -80,11 +86,11 @@ class _Optimizer:
         self.grad_norm = float(np.sqrt(sumsq))
         self.t += 1
         if self.max_norm is not None and self.grad_norm > self.max_norm:
-            return grad, self.max_norm / self.grad_norm
-        return grad, 1.0
+            return grad, nonzero, self.max_norm / self.grad_norm
+        return grad, nonzero, 1.0
 
-    def _scan(self, u, grad):
-        return _scan(grad)
+    def _scan(self, u, grad, nonzero):
+        return _scan(grad) if nonzero is None else _scan_at(grad, nonzero)
 
     def state(self) -> dict[str, np.ndarray]:
         """Mutable state as arrays: step count ``t`` and the moment estimates (Adam)."""
@@ -102,9 +108,12 @@ class SGD(_Optimizer):
     def __init__(self, lr, *, max_norm=None):
         super().__init__(lr, max_norm)
 
-    def step(self, u, grad) -> np.ndarray:
-        grad, factor = self._check(u, grad)
-        _sgd(u, grad, self._rates, factor)
+    def step(self, u, grad, nonzero=None) -> np.ndarray:
+        """One update; ``nonzero``: distinct indices outside which ``grad`` is 0 (None: any)."""
+        grad, nonzero, factor = self._check(u, grad, nonzero)
+        if nonzero is None:
+            nonzero = np.flatnonzero(grad)
+        _sgd(u, grad, nonzero, self._rates, factor)
         return u
 
 
@@ -126,7 +135,7 @@ class Adam(_Optimizer):
         super().load_state(state)
         self._active = None
 
-    def _scan(self, u, grad):
+    def _scan(self, u, grad, nonzero):
         """Norm and finiteness, and every coefficient with a first non-zero gradient joins the
         active set (those whose m or v is non-zero), in one pass over the gradient."""
         if self.m.shape != u.shape:
@@ -140,11 +149,18 @@ class Adam(_Optimizer):
             active[:n] = np.flatnonzero(touched)
             self._active = [touched, active, n]
         touched, active, n = self._active
-        sumsq, bad, self._active[2] = _scan_mark(grad, touched, active, n)
+        if nonzero is None:
+            sumsq, bad, grown = _scan_mark(grad, touched, active, n)
+        else:
+            sumsq, bad, grown = _scan_mark_at(grad, nonzero, touched, active, n)
+        if grown > n:  # keep the active set sorted: the update then walks memory in order
+            active[:grown].sort()
+        self._active[2] = grown
         return sumsq, bad
 
-    def step(self, u, grad) -> np.ndarray:
-        grad, factor = self._check(u, grad)
+    def step(self, u, grad, nonzero=None) -> np.ndarray:
+        """One update; ``nonzero``: distinct indices outside which ``grad`` is 0 (None: any)."""
+        grad, _, factor = self._check(u, grad, nonzero)
         _, active, n = self._active
         _adam(
             u,
@@ -176,9 +192,21 @@ def _scan(grad):
 
 
 @numba.njit(cache=True)
-def _sgd(u, grad, rates, factor):
+def _scan_at(grad, index):
+    """:func:`_scan` over ``grad[index]`` (``index`` without repeats)."""
+    total = 0.0
+    for i in index:
+        g = grad[i]
+        if not np.isfinite(g):
+            return total, i
+        total += g * g
+    return total, -1
+
+
+@numba.njit(cache=True)
+def _sgd(u, grad, index, rates, factor):
     one = rates.size == 1
-    for i in range(u.size):
+    for i in index:
         g = grad[i]
         if g != 0.0:
             if factor != 1.0:
@@ -191,6 +219,23 @@ def _scan_mark(grad, touched, active, n_active):
     """:func:`_scan` that also appends each untouched index with g ≠ 0 to ``active``."""
     total = 0.0
     for i in range(grad.size):
+        g = grad[i]
+        if g != 0.0:
+            if not np.isfinite(g):
+                return total, i, n_active
+            total += g * g
+            if not touched[i]:
+                touched[i] = True
+                active[n_active] = i
+                n_active += 1
+    return total, -1, n_active
+
+
+@numba.njit(cache=True)
+def _scan_mark_at(grad, index, touched, active, n_active):
+    """:func:`_scan_mark` over ``grad[index]`` (``index`` without repeats)."""
+    total = 0.0
+    for i in index:
         g = grad[i]
         if g != 0.0:
             if not np.isfinite(g):

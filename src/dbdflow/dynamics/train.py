@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dbdflow.dynamics.adjoint import RULES, gradient, quadrature_weights
+from dbdflow.dynamics.adjoint import RULES, SparseGradient, gradient, quadrature_weights
 from dbdflow.dynamics.fem import HermiteGrid
 from dbdflow.dynamics.ode import SCHEMES, DynamicsModel, solve
 from dbdflow.dynamics.optim import SGD, Adam, NonFiniteGradient
@@ -255,19 +255,21 @@ def train(
     interactive = sys.stderr.isatty() if progress is None else progress
     bar = _Progress(state.step, end_step, interactive, settings.log_every)
     every = settings.checkpoint_every
+    grad_u = SparseGradient(model.n_coeffs)
     for step in range(state.step, end_step):
         t_start = time.perf_counter()
-        grad_u, loss, window, outside = _step(
-            problem, model, settings, stream(step), step, u, theta_bar
+        loss, window, outside = _step(
+            problem, model, settings, stream(step), step, u, theta_bar, grad_u
         )
         try:
-            u = optimizer.step(u, grad_u)  # in place
+            u = optimizer.step(u, grad_u.values, grad_u.nonzero)  # in place
         except NonFiniteGradient as err:
             k = next(k for k, s in enumerate(model.slices) if s.start <= err.index < s.stop)
             raise DivergenceError(
                 f"training step {step}: non-finite gradient of F_{problem.names[k]} "
                 f"(coefficient {err.index - model.slices[k].start})"
             ) from None
+        grad_u.clear()
         state.excursions += outside
         seconds = time.perf_counter() - t_start
         values = (step, loss, optimizer.grad_norm, *window, int(outside.sum()), seconds)
@@ -305,7 +307,9 @@ def _snapshot(state, optimizer, problem):
     state.asleep = problem.asleep.state() if hasattr(problem.asleep, "state") else {}
 
 
-def _step(problem, model, settings, rng, step, u, theta_bar):
+def _step(problem, model, settings, rng, step, u, theta_bar, grad_u):
+    """One forward solve, moments and adjoint: dS/du goes into ``grad_u`` (a cleared
+    :class:`~dbdflow.dynamics.adjoint.SparseGradient`); returns (loss, window, excursions)."""
     n_ics = problem.theta0.shape[0]
     if settings.batch_ics is None or settings.batch_ics >= n_ics:
         ics = np.arange(n_ics)
@@ -333,7 +337,7 @@ def _step(problem, model, settings, rng, step, u, theta_bar):
     dmu = np.zeros_like(traj.theta)
     dmu[:, first : last + 1] = diff.reshape(ics.size, points.size, -1)
     weights = quadrature_weights(last + 1, problem.dt, first, last, settings.rule) / ics.size
-    grad_u, _ = gradient(
+    gradient(
         model,
         traj,
         dmu,
@@ -341,9 +345,10 @@ def _step(problem, model, settings, rng, step, u, theta_bar):
         l2=settings.l2,
         theta_bar=theta_bar,
         stop=first if settings.truncate else 0,
+        out=grad_u,
     )
     loss = float(np.mean(np.sum(diff**2, axis=1)))
-    return grad_u, loss, (first, last), traj.outside.sum(axis=0)
+    return loss, (first, last), traj.outside.sum(axis=0)
 
 
 def check_theta(theta, ics, problem, step, max_abs) -> None:
