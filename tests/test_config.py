@@ -57,6 +57,11 @@ def test_shipped_configs_all_load():
             "unknown species",
         ),
         (lambda c: c["lattice"].update(shape=[1, 2, 3, 4]), "lattice.shape", "long"),
+        (
+            lambda c: c["models"].update(pair=c["models"]["visible"]),
+            "models.pair",
+            "closure baseline",
+        ),
     ],
 )
 def test_bad_fields_are_named(tmp_path, edit, field, words):

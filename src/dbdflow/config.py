@@ -22,6 +22,10 @@ from dbdflow.simulate import Lattice, ReactionNetwork
 SPLITS = ("train", "test")
 
 
+# names of the closure baselines (dbdflow.evaluate.closures.CLOSURES), reserved in `models`
+BASELINE_NAMES = ("mean_field", "pair")
+
+
 class ConfigError(ValueError):
     """A config file or field is invalid; the message names both."""
 
@@ -367,6 +371,8 @@ def _model(name: str, spec: dict, raw: dict, lattice: Lattice, sch: dict, fail) 
     spec = copy.deepcopy(spec)
     _fill_defaults(spec, sch["$defs"]["model"], sch)
     at = f"models.{name}"
+    if name in BASELINE_NAMES:
+        fail(at, f"{name!r} names a closure baseline evaluated beside every model; rename it")
     family, species = spec["family"], list(raw["species"])
     for key in ("hidden_species", "couple", "field"):
         if family != "lattice_rbm" and spec.get(key) is not None:

@@ -20,6 +20,7 @@ from dbdflow.boltzmann.transfer import (
     exact_covariance,
     exact_log_partition,
     exact_moments,
+    exact_pattern_counts,
     exact_sample,
     exact_string_moments,
 )
@@ -187,6 +188,27 @@ def test_string_moments_match_enumeration(boundary, family):
     assert got.keys() == expect.keys()
     for key, value in expect.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-10, err_msg=key)
+
+
+@pytest.mark.parametrize("boundary", ["reflecting", "periodic"])
+@pytest.mark.parametrize("family", ["chain", "chain_rbm"])
+def test_pattern_counts_match_enumeration(boundary, family):
+    """Bonds holding exactly one particle, empty bonds, empty-gap-particle triples."""
+    n = 8
+    model = chain_model(n, boundary) if family == "chain" else rbm_model(n, boundary)
+    theta = np.array([-0.4, 0.8, -1.3])
+    v, _, p, _ = enumerate_model(model, theta)
+    periodic = boundary == "periodic"
+    bonds = cliques(n, 2, periodic)
+    one = sum(v[:, b[0]] + v[:, b[1]] == 1 for b in bonds)
+    empty = sum((v[:, b[0]] == 0) & (v[:, b[1]] == 0) for b in bonds)
+    gap = sum((v[:, s[0]] + v[:, s[2]] == 1) for s in cliques(n, 3, periodic))
+    ln_z, mu, counts = exact_pattern_counts(
+        model, theta, [((0, 1), (1, 0)), ((0, 1), (0, 0)), ((0, 2), (0, 1))]
+    )
+    np.testing.assert_allclose(counts, [p @ one, p @ empty, p @ gap], rtol=1e-10)
+    np.testing.assert_allclose(mu, exact_moments(model, theta), rtol=1e-12)
+    assert ln_z == pytest.approx(exact_log_partition(model, theta), rel=1e-12)
 
 
 @pytest.mark.parametrize("n_sites", [60, 100_000])

@@ -335,3 +335,10 @@ def test_batched_layout_and_errors():
     bad("times", times=[1.0, 0.5])
     bad("semantics", semantics="exact")
     bad("max_step", max_step=-1.0)
+
+
+def test_baseline_names_are_reserved_in_configs():
+    from dbdflow.config import BASELINE_NAMES
+    from dbdflow.evaluate.closures import CLOSURES
+
+    assert tuple(CLOSURES) == BASELINE_NAMES

@@ -32,12 +32,6 @@ else:
 RESULTS = "results/{exp}"
 MODELS = sorted({m for e in EXPS.values() for m in e.models})
 
-# evaluated names: the configured models, then the closure baselines (distinct names)
-_clash = sorted(set(MODELS) & set(CLOSURES))
-if _clash:
-    raise ValueError(f"config: models: {_clash} are names of closure baselines; rename them")
-
-
 def eval_names(exp):
     return [*EXPS[exp].models, *CLOSURES]
 

@@ -2,7 +2,8 @@
 
 Models (:mod:`.models`, compiled by :mod:`.mrf`): :func:`chain` (eq. 37), :func:`chain_rbm`
 (eq. 39), :func:`lattice_rbm` (eq. 44), :func:`deep` (with :mod:`.centering`). Exact 1D solutions
-(:mod:`.transfer`): :func:`exact_log_partition`, :func:`exact_moments`, :func:`exact_sample`.
+(:mod:`.transfer`): :func:`exact_log_partition`, :func:`exact_moments`,
+:func:`exact_pattern_counts`, :func:`exact_sample`.
 Sampling: :mod:`.gibbs`. Learning and initial lattices: :func:`fit`, :func:`sample_initial`.
 """
 
@@ -12,6 +13,7 @@ from dbdflow.boltzmann.transfer import (
     exact_covariance,
     exact_log_partition,
     exact_moments,
+    exact_pattern_counts,
     exact_sample,
     exact_string_moments,
 )
@@ -24,6 +26,7 @@ __all__ = [
     "exact_covariance",
     "exact_log_partition",
     "exact_moments",
+    "exact_pattern_counts",
     "exact_sample",
     "exact_string_moments",
     "fit",

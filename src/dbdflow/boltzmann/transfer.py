@@ -438,6 +438,22 @@ def exact_moments(model, theta) -> np.ndarray:
     return _solve(model, theta, 1)[2][1].copy()
 
 
+def exact_pattern_counts(model, theta, patterns) -> tuple[float, np.ndarray, np.ndarray]:
+    """(ln Z, ⟨T⟩ as :func:`exact_moments`, expected counts of ``patterns``), in one solve.
+
+    A pattern ``(offsets, multiset)``, e.g. ``((0, 1), (0, 1))``, counts the positions i whose
+    visible sites i + offsets (offsets increasing from 0, spanning at most the model's window)
+    hold exactly that multiset of states (0 empty, 1..M species): ``((0, 1), (0, 1))`` is the
+    number of bonds with exactly one particle. Used for cross-model expectations (KL).
+    """
+    patterns = [
+        (tuple(int(o) for o in off), tuple(sorted(int(x) for x in ms))) for off, ms in patterns
+    ]
+    layout, _, (ln_z, mu, _, _) = _solve(model, theta, 1, patterns)
+    n = layout.n_params
+    return float(ln_z), mu[:n].copy(), mu[n:].copy()
+
+
 def exact_covariance(model, theta) -> np.ndarray:
     """Cov(T_k, T_l) = ∂²ln Z/∂θ_k∂θ_l, shape (n_params, n_params)."""
     return _solve(model, theta, 2)[2][2].copy()

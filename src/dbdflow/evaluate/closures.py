@@ -449,4 +449,4 @@ def _unbatch(out: dict[str, np.ndarray], batched: bool) -> dict[str, np.ndarray]
     return out if batched else {k: v[0] for k, v in out.items()}
 
 
-CLOSURES = {"mean_field": mean_field, "pair": pair_approximation}
+CLOSURES = {"mean_field": mean_field, "pair": pair_approximation}  # config.BASELINE_NAMES

@@ -199,8 +199,8 @@ def kl_to_maxent(model, theta_model: np.ndarray, theta_data: np.ndarray) -> np.n
             continue
         # E₁ of (Σv, Σvv', Σvv'v'', bonds holding exactly one particle): the chain's own moments
         # plus one bond pattern, from the transfer module's solver
-        _, _, (ln_z1, mu1, _, _) = transfer._solve(full, th1, 1, [((0, 1), (0, 1))])
-        counts, pairs, triples, n01 = mu1
+        ln_z1, mu1, (n01,) = transfer.exact_pattern_counts(full, th1, [((0, 1), (0, 1))])
+        counts, pairs, triples = mu1
         if model.family == "chain":
             stats = {"b": counts, "J": pairs, "K": triples}
             cross = sum(t * stats[name[0]] for t, name in zip(th2, model.param_names, strict=True))
@@ -209,5 +209,5 @@ def kl_to_maxent(model, theta_model: np.ndarray, theta_data: np.ndarray) -> np.n
             f = np.logaddexp(0.0, bx + w * np.arange(3))
             cross = b * counts + f[0] * (n_bonds - n01 - pairs) + f[1] * n01 + f[2] * pairs
         ln_z2 = transfer.exact_log_partition(model, th2)
-        out[i] = (th1 @ mu1[:3] - ln_z1 - cross + ln_z2) / model.n_sites
+        out[i] = (th1 @ mu1 - ln_z1 - cross + ln_z2) / model.n_sites
     return out.reshape(theta_data.shape[:-1])
