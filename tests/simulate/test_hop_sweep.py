@@ -146,3 +146,68 @@ def test_semantics_differ_where_documented():
     standard = exact_sweep([1, 2, 0, 1, 3], table, _rules(RULES), False)
     paper = exact_sweep([1, 2, 0, 1, 3], table, _rules(RULES), True)
     assert max(abs(standard[k] - paper[k]) for k in set(standard) | set(paper)) > 0.05
+
+
+# exchanges: the products are the reactants swapped, so a collision swaps the two species
+# in both written orders (the paper placement swaps only when R2 hops onto R1)
+EXCHANGE = [
+    "B + A -> A + B @ 0.6",
+    "C + B -> B + C @ 1",
+    "A + C -> C + A @ 0.3",
+    "A + A -> C @ 0.5",
+]
+
+
+@pytest.mark.parametrize("semantics", ["standard", "paper"])
+@pytest.mark.parametrize(
+    "shape, boundary, initial",
+    [((5,), "reflecting", [2, 1, 0, 3, 1]), ((3, 3), "periodic", [1, 2, 0, 0, 3, 0, 0, 1, 0])],
+)
+def test_exchange_sweep_matches_enumeration(shape, boundary, initial, semantics):
+    paper = semantics == "paper"
+    expected = exact_sweep(initial, _neighbour_lists(shape, boundary), _rules(EXCHANGE), paper)
+    n = 20000
+    states = run(ReactionNetwork.parse(SPECIES, EXCHANGE), Lattice(shape, boundary),
+                 np.tile(np.array(initial, np.int8), (n, 1)), 1, 0.1,
+                 np.random.default_rng(7 + len(shape) + paper), semantics=semantics)  # fmt: skip
+    assert_distribution(Counter(map(tuple, states[:, 1].tolist())), dict(expected), n)
+
+
+@pytest.mark.parametrize("rule", ["B + A -> A + B @ 0.6", "A + B -> B + A @ 0.6"])
+@pytest.mark.parametrize("semantics", ["standard", "paper"])
+def test_exchange_swaps_with_its_probability(rule, semantics):
+    """Two sites [B, A] of a reflecting chain, one sweep, the exchange fires with p = 0.6.
+    Standard: each particle hops towards the other with probability 1/2 (the other direction
+    leaves the lattice: rejected) and both get their attempt whatever happens (identities stay
+    with the sites), so each swaps with probability p/2 and the sites end swapped when exactly
+    one does: 2 (p/2)(1 - p/2). Paper: a particle picks among its in-lattice neighbours (item
+    5), so it always hops onto the other; only a hop of R2 onto R1 swaps (P1 goes to the
+    target), R1 onto R2 changes no site but spends R2's hop (item 2). R2 first (1/2): swaps with
+    probability p; R1 first (1/2): R2 keeps its hop with probability 1 - p, then swaps with p:
+    (p + (1 - p) p) / 2. Both are p (1 - p/2) = 0.42."""
+    p = 0.6
+    swapped = 2 * (p / 2) * (1 - p / 2) if semantics == "standard" else (p + (1 - p) * p) / 2
+    n = 40000
+    states = run(ReactionNetwork.parse(SPECIES, [rule]), Lattice((2,), "reflecting"),
+                 np.tile(np.array([2, 1], np.int8), (n, 1)), 1, 0.1, np.random.default_rng(3),
+                 semantics=semantics)  # fmt: skip
+    outcomes = Counter(map(tuple, states[:, 1].tolist()))
+    assert_distribution(outcomes, {(1, 2): swapped, (2, 1): 1 - swapped}, n)
+
+
+def test_exchanged_target_keeps_its_hop():
+    """[B, A, 0] on a reflecting chain, B + A -> A + B with probability 1, one standard sweep.
+    The particle on the target site keeps its identity and its pending hop, now as the mover's
+    species: when B goes first and swaps (probability 1/4), the B now on site 1 hops again,
+    onto the A (swap back) or to the empty site 2, so B ends on site 2 with probability 1/8.
+    Enumerating the 2 orders x 2 x 2 directions by hand gives the distribution below."""
+    rule = ["B + A -> A + B @ 1"]
+    expected = {(1, 2, 0): 2 / 8, (2, 0, 1): 2 / 8, (2, 1, 0): 2 / 8, (1, 0, 2): 1 / 8,
+                (0, 2, 1): 1 / 8}  # fmt: skip
+    table = _neighbour_lists((3,), "reflecting")
+    assert dict(exact_sweep([2, 1, 0], table, _rules(rule), False)) == pytest.approx(expected)
+    n = 20000
+    initial = np.tile(np.array([2, 1, 0], np.int8), (n, 1))
+    states = run(ReactionNetwork.parse(SPECIES, rule), Lattice((3,), "reflecting"), initial, 1,
+                 0.1, np.random.default_rng(5))  # fmt: skip
+    assert_distribution(Counter(map(tuple, states[:, 1].tolist())), expected, n)

@@ -27,6 +27,14 @@ Products are placed by position (the simulator applies this):
   ``P1`` to the site of ``R1`` and ``P2`` to the site of ``R2`` (in the ``paper`` semantics: ``P1``
   to the target, ``P2`` to the mover's site). A rule fires whichever of its reactants hops; when
   both reactants are the same species the mover counts as ``R1``.
+* an *exchange* ``R1 + R2 -> R2 + R1`` (two different species) swaps the species of the two
+  sites whichever hops. Identities stay with the sites (``dbdflow.simulate.ssa``): the particle on
+  the target site, now of the mover's species, still hops later in the sweep if it had not
+  hopped yet. In the ``paper`` placement (``P1`` to the target) it swaps only when ``R2`` hops
+  onto ``R1``; when ``R1`` hops onto ``R2`` no site changes, but the target still counts as
+  moved (paper item 2). Products equal to the reactants in the same order (``A -> A``,
+  ``A + A -> 2A``, ``A + B -> A + B``) change no site in the standard placement and are
+  rejected.
 
 Several bimolecular rules may share a reactant pair; their probabilities must sum to at most 1
 and a collision fires at most one of them.
@@ -123,8 +131,17 @@ def parse_reaction(text: str, species: Sequence[str]) -> Reaction:
         raise ValueError(f"{where}: {len(products)} products (single occupancy allows at most two)")
     if not reactants and len(products) != 1:
         raise ValueError(f"{where}: creation from 0 must make exactly one particle")
-    if sorted(reactants) == sorted(products):
-        raise ValueError(f"{where}: products equal reactants, the rule does nothing")
+    if reactants == products:
+        # each product would take its own reactant's site (module docstring), so no site
+        # changes; a two-species rule with the products swapped, 'A + B -> B + A', is an exchange
+        if len(set(reactants)) == 2:
+            a, b = reactants
+            raise ValueError(
+                f"{where}: the products are the reactants in the same order and each takes "
+                "its reactant's site (P1 that of R1, P2 that of R2), so the rule changes no "
+                f"site; an exchange is written '{a} + {b} -> {b} + {a}'"
+            )
+        raise ValueError(f"{where}: the products equal the reactants, so the rule changes no site")
     if len(reactants) == 2 and value > 1:
         raise ValueError(
             f"{where}: bimolecular value is a probability per collision, must be in [0, 1]"

@@ -32,9 +32,15 @@ a ``ReactionNetwork`` (so a site never holds two particles). One time step Δt h
 moves one lattice spacing a per step along one of 2·d directions, so its mean square displacement
 grows by a² per step and the diffusion constant is D = a² / (2·d·Δt).
 
-A sweep over n particles costs O(n) and an unimolecular event O(1) (``trajectory`` keeps the
-occupied sites and the sites of every parent species in lists); only recording a snapshot costs
-O(sites).
+Costs (``trajectory`` keeps the occupied sites and the sites of every parent species in lists):
+a sweep over n particles costs O(n). A unimolecular event costs O(R) for R unimolecular rules
+(drawing the next event sums the R propensities; the standard semantics also draw once at the
+start of every step) plus its parent draw, O(1) in the standard semantics (and O(d) to find an
+empty neighbour for a second product). In the ``paper`` semantics a blocked two-product event
+draws up to 20 parents, and in 2D and 3D each parent draw (item 6 below) is a rejection loop
+over planes, rows and the sites of a row: O(1) expected for a dense species, but for a sparse
+one up to an expected n_planes + n_rows + n_per_row draws (a single particle), i.e. O(L) for
+side length L. Recording a snapshot costs O(sites).
 
 ``semantics="paper"`` reproduces the choices of the paper's original simulator (items 1-5 are
 those of DESIGN.md §3; item 6 was found in the original code and is needed, with items 1-5, to
@@ -103,7 +109,9 @@ def run(
     rng : one Generator, used for the trajectories in order, or one Generator per trajectory
         (then trajectory i depends only on ``rng[i]``, whatever the batch).
     record_every : keep the state every this many steps.
-    semantics : "standard" or "paper" (module docstring).
+    semantics : "standard" or "paper" (module docstring). The paper's simulator had reflecting
+        boundaries (item 5); ``paper`` on a periodic lattice is accepted without a warning, but
+        it is then not the original simulator: items 1-4 and 6 apply, item 5 changes nothing.
 
     Returns
     -------
