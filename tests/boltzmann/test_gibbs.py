@@ -1,5 +1,9 @@
 """Gibbs samplers against exact distributions: chi-square tests of state histograms against
-enumeration, moments within 4 standard errors of enumeration and of transfer matrices (N = 1000)."""
+enumeration, moments within 4 standard errors of enumeration and of transfer matrices (N = 1000).
+
+Every sampling mode is checked both ways: k sweeps from random states, hidden units drawn given
+exact data, CD-k (k sweeps from exact data samples) and PCD (the same chains over several calls).
+"""
 
 import brute_force as bf
 import numpy as np
@@ -11,6 +15,10 @@ from dbdflow.boltzmann import chain, chain_rbm, deep, exact_moments, gibbs, latt
 MODELS = {
     "chain-periodic": (lambda: chain(6, "periodic"), [0.4, -0.9, 1.1]),
     "chain-open": (lambda: chain(7, "reflecting"), [-0.3, 0.8, -0.6]),
+    # rings with K whose length is not a multiple of 3: 4 and 5 colour classes (on 5 sites every
+    # unit shares a triple with every other one, so each class holds a single unit)
+    "chain-ring-7": (lambda: chain(7, "periodic"), [0.5, -1.2, 0.9]),
+    "chain-ring-5": (lambda: chain(5, "periodic"), [-0.6, 1.3, -1.0]),
     "chain-2-species": (
         lambda: chain(4, "periodic", species=("A", "B")),
         [0.2, -0.4, 0.5, -0.6, 0.3, 0.7, -0.5, 0.4, -0.2],
@@ -67,17 +75,64 @@ def test_moments_within_four_standard_errors(name):
         assert np.all(np.abs(z) < 4), f"{hidden}: z = {np.round(z, 2)}"
 
 
-def test_persistent_chains_continue_between_calls():
-    model, theta = chain_rbm(4, "periodic"), [-0.3, 1.1, -0.8]
+def iid_z(stats, exact):
+    """(sample mean - exact) / standard error for independent rows of ``stats``."""
+    stats = np.asarray(stats, dtype=float)
+    return (stats.mean(axis=0) - exact) / (stats.std(axis=0, ddof=1) / np.sqrt(stats.shape[0]))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_data_started_moments_within_four_standard_errors(name):
+    """Hidden units given exact data (k = 0) and CD-k for k = 1, 3: the chains' statistics (and
+    their Rao-Blackwellised E[T | other colour class]) are independent draws whose mean must be
+    within 4 standard errors of enumeration."""
+    make, theta = MODELS[name]
+    model = make()
+    exact = bf.Exact(model, theta)
+    rng = np.random.default_rng(13)
+    v = exact.sample(20000, rng)[:, : model.n_sites]
+    deep_model = len(model.layers) > 2
+    state = gibbs.data_state(model, theta, v, rng, hidden_sweeps=30 if deep_model else 1)
+    np.testing.assert_array_equal(state.visible, v)  # the data stay clamped
+    done = 0
+    for k in (0, 1, 3):
+        gibbs.sweep(model, theta, state, k - done, rng)
+        done = k
+        estimates = {"sample": state.statistics()}
+        if model.n_hidden:
+            estimates["probabilities"] = gibbs.conditional_statistics(model, theta, state)
+        for hidden, stats in estimates.items():
+            z = iid_z(stats, exact.moments)
+            assert np.all(np.abs(z) < 4), f"k = {k}, {hidden}: z = {np.round(z, 2)}"
+    assert not np.array_equal(state.visible, v)  # CD moved the visible units
+
+
+@pytest.mark.parametrize("name", ["chain_rbm-periodic", "chain-ring-7", "chain-ring-5", "deep"])
+def test_persistent_chains_continue_between_calls(name):
+    """PCD: the same chains advanced by several calls pass a chi-square test; then three calls
+    of ``moments`` continuing them (no new burn-in) each give moments within 4 standard errors."""
+    make, theta = MODELS[name]
+    model = make()
     exact = bf.Exact(model, theta)
     rng = np.random.default_rng(8)
     state = gibbs.random_state(model, 20000, rng)
     first = state.x.copy()
-    for _ in range(6):  # PCD: the same chains advanced by several calls
-        gibbs.sweep(model, theta, state, 5, rng)
+    for _ in range(6):
+        assert gibbs.sweep(model, theta, state, 5, rng) is state
     assert np.mean(np.all(first == state.x, axis=1)) < 0.1
     ok, stat, limit = bf.chi_square_passes(exact.codes(joint(state)), exact.p)
     assert ok, f"chi2 = {stat:.1f} > {limit:.1f}"
+    modes = ("sample", "probabilities") if model.n_hidden else ("sample",)
+    for call in range(3):
+        before = state.x.copy()
+        hidden = modes[call % len(modes)]
+        est = gibbs.moments(model, theta, rng, n_sweeps=20, burn=0, hidden=hidden, state=state)
+        assert est.state is state and est.chain_means.shape == (20000, model.n_params)
+        assert np.mean(np.all(before == state.x, axis=1)) < 0.1
+        z = (est.mean - exact.moments) / est.stderr
+        assert np.all(np.abs(z) < 4), f"call {call}, {hidden}: z = {np.round(z, 2)}"
+        z = iid_z(state.statistics(), exact.moments)  # the chains' final states, one per chain
+        assert np.all(np.abs(z) < 4), f"call {call}, final states: z = {np.round(z, 2)}"
 
 
 @pytest.mark.parametrize("name", ["chain_rbm-open", "lattice_rbm", "deep"])
@@ -103,6 +158,28 @@ def test_conditional_statistics_match_enumeration(name):
         (chain(1000, "reflecting"), [-1.0, 1.0, -1.0], "sample"),
         (chain(1000, "periodic"), [1.0, -1.0, 1.0], "sample"),
         (chain_rbm(1000, "reflecting"), [-0.5, 1.0, -1.0], "probabilities"),
+        (chain_rbm(1000, "periodic"), [-0.5, 1.0, -1.0], "probabilities"),
+        (chain_rbm(1000, "periodic"), [0.4, -1.0, 0.6], "sample"),
+        (
+            chain(1000, "periodic", species=("A", "B")),
+            [0.2, -0.4, 0.5, -0.6, 0.3, 0.7, -0.5, 0.4, -0.2],
+            "sample",
+        ),
+        (
+            chain(1000, "reflecting", species=("A", "B"), terms=("b", "J")),
+            [-0.3, 0.4, 0.8, -0.9, 0.5],
+            "sample",
+        ),
+    ],
+    ids=[
+        "chain-periodic",
+        "chain-open",
+        "chain-periodic-strong",
+        "chain_rbm-open",
+        "chain_rbm-periodic",
+        "chain_rbm-periodic-sample",
+        "chain-2-species-periodic",
+        "chain-2-species-open",
     ],
 )
 def test_long_chains_match_transfer_matrices(model, theta, hidden):

@@ -91,13 +91,64 @@ def test_parameter_names_and_attributes(boundary):
     assert d.hidden_species == ("X", "Y", "P") and d.n_hidden == 32 and d.mrf.n_colours == 2
 
 
-def test_chain_colouring_separates_cliques():
-    for n in (9, 10, 11):
-        m = chain(n, "periodic").mrf
-        for units in m.clique_units:  # units sharing a clique never share a colour
-            real = units[units < m.n_units]
-            assert np.unique(m.colour[real]).size == real.size
-        assert m.n_colours == 3 or n % 3  # greedy: i mod 3 when that is proper
+def assert_proper_colouring(m):
+    """No two units of one clique share a colour, and ``order``/``class_ptr`` list the classes."""
+    for units in m.clique_units:
+        real = units[units < m.n_units]
+        assert np.unique(m.colour[real]).size == real.size, f"clique {real} shares a colour"
+    assert np.array_equal(np.sort(m.order), np.arange(m.n_units))
+    assert np.all(np.diff(m.colour[m.order]) >= 0) and m.class_ptr[-1] == m.n_units
+    for c in range(m.n_colours):
+        members = m.order[m.class_ptr[c] : m.class_ptr[c + 1]]
+        assert members.size and np.all(m.colour[members] == c)
+
+
+@pytest.mark.parametrize("n", range(3, 15))
+def test_chain_colouring_separates_cliques(n):
+    """Chromatic sweep classes (mrf, gibbs docstrings): proper colourings; two classes for
+    layered models (block Gibbs), three for chains with triples whenever i mod 3 is proper."""
+    ring = chain(n, "periodic").mrf
+    assert_proper_colouring(ring)
+    # unit i shares a triple with i ± 1, i ± 2: every class is an independent set of at most
+    # n // 3 units, so 3 classes exactly when 3 | n; greedy (degree 4) uses at most 5
+    assert ring.n_colours >= -(-n // (n // 3)) and ring.n_colours <= 5
+    assert (ring.n_colours == 3) == (n % 3 == 0)
+    if n % 3 == 0:  # greedy in unit order then gives i mod 3
+        np.testing.assert_array_equal(ring.colour, np.arange(n) % 3)
+    open_chain = chain(n, "reflecting").mrf
+    assert_proper_colouring(open_chain)
+    assert open_chain.n_colours == 3  # i mod 3
+    np.testing.assert_array_equal(open_chain.colour, np.arange(n) % 3)
+    pairs = chain(n, "periodic", terms=("b", "J")).mrf  # a cycle: 2 classes iff n is even
+    assert_proper_colouring(pairs)
+    assert pairs.n_colours == (2 if n % 2 == 0 else 3)
+    assert_proper_colouring(chain(n, "periodic", species=("A", "B")).mrf)
+    for rbm in (chain_rbm(n, "periodic"), chain_rbm(n, "reflecting")):
+        m = rbm.mrf
+        assert_proper_colouring(m)  # visible sites one class, hidden units the other
+        assert m.n_colours == 2
+        assert np.unique(m.colour[: rbm.n_sites]).size == 1
+        assert np.unique(m.colour[rbm.n_sites :]).size == 1
+        assert m.colour[0] != m.colour[rbm.n_sites]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        lattice_rbm((4, 4), ("A", "B"), ("X",)),
+        lattice_rbm((3, 3, 3), ("A",), ("X", "Y")),
+        deep((4, 4), ("A",), [("X",), ("P",)]),
+        deep((5,), ("A",), [("X",), ("P",), ("Q",)]),
+    ],
+    ids=["lattice_rbm-2d", "lattice_rbm-3d", "deep-2", "deep-3"],
+)
+def test_layered_colouring_is_two_alternating_blocks(model):
+    m = model.mrf
+    assert_proper_colouring(m)
+    assert m.n_colours == 2
+    for i, layer in enumerate(model.layers):  # alternate layers form the two blocks
+        colours = m.colour[layer.start : layer.start + layer.size]
+        assert np.all(colours == colours[0]) and colours[0] == m.colour[0] ^ (i % 2)
 
 
 @pytest.mark.parametrize(

@@ -402,6 +402,54 @@ def test_exact_sample_hidden_moments(boundary):
     assert np.all(np.abs(stats.mean(0) - exact_moments(model, theta)) < 4 * se)
 
 
+def lattice_statistics(family, periodic, v, h=None):
+    """T of each sample by numpy shifts: (Σv, Σvv', Σvv'v'') for the chain, (Σv, Σh(v + v'),
+    Σh) for the chain RBM; open chains drop the wrapped pairs and triples."""
+    right = np.roll(v, -1, axis=1)
+    if not periodic:
+        right[:, -1] = 0
+    if family == "chain_rbm":
+        bond = (v + right)[:, : h.shape[1]]
+        cols = (v, h * bond, h)
+    else:
+        right2 = np.roll(right, -1, axis=1)
+        if not periodic:
+            right2[:, -1] = 0
+        cols = (v, v & right, v & right & right2)
+    return np.stack([c.sum(axis=1, dtype=np.int64) for c in cols], axis=1)
+
+
+@pytest.mark.parametrize("boundary", ["reflecting", "periodic"])
+@pytest.mark.parametrize(
+    ("family", "theta"),
+    [
+        ("chain", (-5.0, 10.0, -10.0)),  # dilute clusters, triples rare (~90 per lattice)
+        ("chain", (10.0, -5.0, -10.0)),  # dense, pairs penalised, about one triple per lattice
+        ("chain", (-10.0, 10.0, 0.0)),  # domains cost e^-10 each: long-range fluctuations
+        ("chain_rbm", (0.0, 5.0, -10.0)),  # hidden units only on full bonds (W s + b_X = 0)
+        ("chain_rbm", (10.0, -10.0, 10.0)),  # coexistence: Var Σv ≈ 18 N
+    ],
+)
+def test_exact_sample_moments_at_extreme_parameters(boundary, family, theta):
+    """N = 10⁵ sites and |θ| = 10 (the documented stability range): the moments of the samples
+    (hidden units of the RBM drawn given v) are within 4 standard errors of the exact ones, the
+    errors from the exact covariance."""
+    n_sites, n = 100_000, 200
+    periodic = boundary == "periodic"
+    model = (chain_model if family == "chain" else rbm_model)(n_sites, boundary)
+    rng = np.random.default_rng(31)
+    if family == "chain":
+        v, h = exact_sample(model, theta, n, rng), None
+    else:
+        v, h = exact_sample(model, theta, n, rng, return_hidden=True)
+    assert v.shape == (n, n_sites) and v.dtype == np.int8 and set(np.unique(v)) <= {0, 1}
+    stats = lattice_statistics(family, periodic, v, h)
+    variance = np.diag(exact_covariance(model, theta))
+    assert np.all(variance > 0.5)  # every statistic fluctuates: the test has power
+    z = (stats.mean(axis=0) - exact_moments(model, theta)) / np.sqrt(variance / n)
+    assert np.all(np.abs(z) < 4), f"z = {np.round(z, 2)}"
+
+
 def test_exact_sample_is_reproducible():
     model = chain_model(30, "periodic")
     theta = np.array([0.1, 0.5, -0.2])

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from dbdflow.boltzmann import centering as centred
-from dbdflow.boltzmann import gibbs
+from dbdflow.boltzmann import gibbs, transfer
 from dbdflow.boltzmann.models import BoltzmannModel
 
 EXACT_FAMILIES = ("chain", "chain_rbm")
@@ -32,17 +32,8 @@ ASLEEP = ("auto", "exact", "pcd", "cd", "random")
 METHODS = ("adam", "sgd")
 
 
-def _transfer():
-    """The exact 1D module, imported lazily (None if it is unavailable)."""
-    try:
-        from dbdflow.boltzmann import transfer
-    except ImportError:
-        return None
-    return transfer
-
-
 def _exact_available(model: BoltzmannModel) -> bool:
-    return model.family in EXACT_FAMILIES and _transfer() is not None
+    return model.family in EXACT_FAMILIES
 
 
 def fit(
@@ -107,7 +98,6 @@ def fit(
         raise ValueError(f"hidden must be one of {gibbs.HIDDEN_MODES}, got {hidden!r}")
     hidden = hidden if model.n_hidden else "sample"
     rate = learning_rate if callable(learning_rate) else (lambda _: float(learning_rate))
-    transfer = _transfer()
 
     offsets = centred.data_offsets(model, data, theta) if centering else None
     params = centred.to_centered(model, theta, offsets) if centering else theta
@@ -246,7 +236,7 @@ def sample_initial(
     if method == "exact":
         if not _exact_available(model):
             raise ValueError(f"exact sampling needs family {EXACT_FAMILIES}, got {model.family!r}")
-        lattices, info = _transfer().exact_sample(model, theta, int(n), rng), {"method": "exact"}
+        lattices, info = transfer.exact_sample(model, theta, int(n), rng), {"method": "exact"}
     else:
         state = gibbs.random_state(model, max(int(n), min_chains), rng)
         diag = gibbs.burn_in(
