@@ -91,7 +91,8 @@ def dynamics_model(theta0, spacing, margin=(1.5, 1.0, 1.0)):
     hi = theta0.max(0) + np.array(margin)
     cells = np.ceil((hi - lo) / np.array(spacing)).astype(int)
     grid = HermiteGrid(lo, lo + cells * np.array(spacing), cells)
-    return DynamicsModel([grid] * theta0.shape[1], [tuple(range(theta0.shape[1]))] * 3)
+    k = theta0.shape[1]
+    return DynamicsModel([grid] * k, [tuple(range(k))] * k)
 
 
 def run(problem, model, window, steps, scheme="rk4", lr=0.02):

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dbdflow.dynamics import SGD, Adam, clip_by_norm, group_rates
+from dbdflow.dynamics.optim import NonFiniteGradient
 
 CURVATURE = np.array([1.0, 4.0, 0.5, 2.0, 3.0])
 TARGET = np.array([1.0, -2.0, 0.5, 3.0, -1.0])
@@ -141,3 +142,59 @@ def test_bad_inputs_raise():
         group_rates([slice(0, 2), slice(3, 4)], [0.1, 0.2])
     with pytest.raises(ValueError, match="beta1"):
         Adam(0.1, beta1=1.0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SGD(0.1),
+        lambda: SGD(0.1, max_norm=1.0),
+        lambda: Adam(0.1),
+        lambda: Adam(0.1, max_norm=1.0),
+    ],
+    ids=["sgd", "sgd-clipped", "adam", "adam-clipped"],
+)
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_overflowing_gradient_norm_raises(make, sparse):
+    """Finite entries whose squares sum past the float64 range (as moments of ~1e308 give) make
+    the norm inf: with clipping that would silently scale the step to 0, without it the norm
+    logged would be inf. The optimiser names the entry at which the sum overflows and changes
+    nothing."""
+    opt = make()
+    g = np.array([0.0, 1e154, 1e154, 1.0])  # 1e308 + 1e308 > 1.8e308 at coefficient 2
+    with np.errstate(over="ignore"):
+        assert np.all(np.isfinite(g * g)) and not np.isfinite(np.sum(g * g))
+    u = np.ones(4)
+    where = np.array([3, 1, 2]) if sparse else None
+    with pytest.raises(FloatingPointError, match="norm overflows at coefficient 2") as err:
+        opt.step(u, g, where)
+    assert isinstance(err.value, NonFiniteGradient) and err.value.index == 2
+    assert np.array_equal(u, np.ones(4)) and opt.t == 0
+    assert all(not np.any(x) for k, x in opt.state().items() if k != "t")  # Adam: m = v = 0
+    with pytest.raises(NonFiniteGradient, match="norm overflows at coefficient 2"):
+        clip_by_norm(g, 1.0)
+    # a gradient just inside the range still works and is clipped as usual
+    opt.step(u, g / 2)
+    assert opt.t == 1 and np.isfinite(opt.grad_norm) and np.all(np.isfinite(u))
+
+
+@pytest.mark.parametrize("adam", [False, True])
+def test_update_that_makes_u_non_finite_raises_and_changes_nothing(adam):
+    """A finite gradient and a finite rate can still push a coefficient past the float64
+    range: the optimiser names it, and u, Adam's moments and the step count stay as they were,
+    so the next (sane) step equals a fresh optimiser's first step."""
+    make = (lambda: Adam(1e308)) if adam else (lambda: SGD(1e300))
+    g = np.array([1e-300, 0.0, -1e10, 2e-300])
+    u0 = np.array([0.5, 0.0, 1.7e308, -0.25])  # coefficient 2 would become +inf
+    opt, u = make(), u0.copy()
+    with pytest.raises(NonFiniteGradient, match="coefficient 2 non-finite") as err:
+        opt.step(u, g)
+    assert err.value.index == 2
+    assert np.array_equal(u, u0) and opt.t == 0
+    safe = np.array([1.0, 0.0, 0.0, 2.0])
+    fresh, w = make(), np.zeros(4)
+    u[:] = 0
+    opt.step(u, safe * 1e-300)
+    fresh.step(w, safe * 1e-300)
+    assert np.array_equal(u, w) and opt.t == fresh.t == 1
+    assert all(np.array_equal(opt.state()[k], fresh.state()[k]) for k in fresh.state())

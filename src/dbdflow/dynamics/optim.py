@@ -6,6 +6,11 @@ coefficient; :func:`group_rates` expands one rate per function F_k (the paper's 
 e.g. 0.8 for the biases' F's and 0.05 for the weights' in the Rössler study). An optional
 ``max_norm`` rescales a gradient whose Euclidean norm exceeds it (global norm clipping).
 
+A gradient with a NaN or infinite entry, or whose norm overflows (finite entries whose sum of
+squares exceeds the float64 range, e.g. from moments of ~1e308), raises
+:class:`NonFiniteGradient` before anything is changed; so does an update that would make a
+coefficient non-finite (u, Adam's m and v and the step count are then left as they were).
+
 ``state()`` returns every mutable quantity as plain numpy arrays and ``load_state`` restores them,
 so an optimiser rebuilt with the same hyperparameters and loaded from a checkpoint continues
 bit-identically.
@@ -31,19 +36,39 @@ def group_rates(slices, rates) -> np.ndarray:
 
 
 def clip_by_norm(grad, max_norm):
-    """(grad scaled down to norm ``max_norm`` if it is longer, the norm before clipping)."""
-    norm = float(np.sqrt(_scan(np.asarray(grad, dtype=np.float64))[0]))
+    """(grad scaled down to norm ``max_norm`` if it is longer, the norm before clipping);
+    :class:`NonFiniteGradient` if an entry is not finite or the norm overflows."""
+    grad = np.asarray(grad, dtype=np.float64)
+    sumsq, bad = _scan(grad)
+    _raise_if_bad(grad, sumsq, bad, "")
+    norm = float(np.sqrt(sumsq))
     if max_norm is not None and norm > max_norm:
         return grad * (max_norm / norm), norm
     return grad, norm
 
 
 class NonFiniteGradient(FloatingPointError):
-    """A gradient entry is NaN or infinite; ``index`` is the first such coefficient."""
+    """A gradient entry is NaN or infinite, the gradient norm overflows, or an update would make
+    a coefficient non-finite; ``index`` is the coefficient: the first non-finite entry, the entry
+    at which the sum of squares overflows, or the first coefficient the update would spoil."""
 
     def __init__(self, message, index):
         super().__init__(message)
         self.index = index
+
+
+def _raise_if_bad(grad, sumsq, bad, where) -> None:
+    """The :class:`NonFiniteGradient` of a :func:`_scan` result (``bad`` >= 0), if any."""
+    if bad < 0:
+        return
+    g = grad[bad]
+    if np.isfinite(g):  # every entry so far finite, their sum of squares not
+        raise NonFiniteGradient(
+            f"gradient norm overflows at coefficient {bad} (gradient {g:.3e}{where}): the sum "
+            f"of squares exceeds the float64 range ({sumsq})",
+            int(bad),
+        )
+    raise NonFiniteGradient(f"non-finite gradient at coefficient {bad}{where}", int(bad))
 
 
 class _Optimizer:
@@ -79,10 +104,7 @@ class _Optimizer:
             if nonzero.ndim != 1 or not inside:
                 raise ValueError(f"nonzero must be distinct indices into u (size {u.size})")
         sumsq, bad = self._scan(u, grad, nonzero)
-        if bad >= 0:
-            raise NonFiniteGradient(
-                f"non-finite gradient at coefficient {bad} (step {self.t})", int(bad)
-            )
+        _raise_if_bad(grad, sumsq, bad, f", step {self.t}")
         self.grad_norm = float(np.sqrt(sumsq))
         self.t += 1
         if self.max_norm is not None and self.grad_norm > self.max_norm:
@@ -91,6 +113,17 @@ class _Optimizer:
 
     def _scan(self, u, grad, nonzero):
         return _scan(grad) if nonzero is None else _scan_at(grad, nonzero)
+
+    def _spoiled(self, u, bad) -> None:
+        """Raise if the update kernel found a coefficient it would make non-finite (``bad`` >=
+        0; the kernel then changed nothing): the step is not counted."""
+        if bad >= 0:
+            self.t -= 1
+            raise NonFiniteGradient(
+                f"the update would make coefficient {bad} non-finite (u = {u[bad]:.3e}, step "
+                f"{self.t}): lower the learning rate or clip the gradient",
+                int(bad),
+            )
 
     def state(self) -> dict[str, np.ndarray]:
         """Mutable state as arrays: step count ``t`` and the moment estimates (Adam)."""
@@ -113,7 +146,7 @@ class SGD(_Optimizer):
         grad, nonzero, factor = self._check(u, grad, nonzero)
         if nonzero is None:
             nonzero = np.flatnonzero(grad)
-        _sgd(u, grad, nonzero, self._rates, factor)
+        self._spoiled(u, _sgd(u, grad, nonzero, self._rates, factor))
         return u
 
 
@@ -162,7 +195,7 @@ class Adam(_Optimizer):
         """One update; ``nonzero``: distinct indices outside which ``grad`` is 0 (None: any)."""
         grad, _, factor = self._check(u, grad, nonzero)
         _, active, n = self._active
-        _adam(
+        bad = _adam(
             u,
             grad,
             self.m,
@@ -176,18 +209,22 @@ class Adam(_Optimizer):
             1 - self.beta1**self.t,
             1 - self.beta2**self.t,
         )
+        self._spoiled(u, bad)
         return u
 
 
 @numba.njit(cache=True)
 def _scan(grad):
-    """(Σ g², index of the first non-finite entry or −1)."""
+    """(Σ g², index of the first non-finite entry or of the entry at which Σ g² overflows, or
+    −1)."""
     total = 0.0
     for i in range(grad.size):
         g = grad[i]
         if not np.isfinite(g):
             return total, i
         total += g * g
+        if total == np.inf:
+            return total, i
     return total, -1
 
 
@@ -200,18 +237,30 @@ def _scan_at(grad, index):
         if not np.isfinite(g):
             return total, i
         total += g * g
+        if total == np.inf:
+            return total, i
     return total, -1
 
 
 @numba.njit(cache=True)
+def _sgd_one(u, grad, i, rates, factor):
+    g = grad[i]
+    if factor != 1.0:
+        g = g * factor
+    return u[i] - (rates[0] if rates.size == 1 else rates[i]) * g
+
+
+@numba.njit(cache=True)
 def _sgd(u, grad, index, rates, factor):
-    one = rates.size == 1
+    """SGD on ``index``; returns −1, or (changing nothing) the first index whose new u would be
+    non-finite."""
     for i in index:
-        g = grad[i]
-        if g != 0.0:
-            if factor != 1.0:
-                g = g * factor
-            u[i] = u[i] - (rates[0] if one else rates[i]) * g
+        if grad[i] != 0.0 and not np.isfinite(_sgd_one(u, grad, i, rates, factor)):
+            return i
+    for i in index:
+        if grad[i] != 0.0:
+            u[i] = _sgd_one(u, grad, i, rates, factor)
+    return -1
 
 
 @numba.njit(cache=True)
@@ -224,6 +273,8 @@ def _scan_mark(grad, touched, active, n_active):
             if not np.isfinite(g):
                 return total, i, n_active
             total += g * g
+            if total == np.inf:
+                return total, i, n_active
             if not touched[i]:
                 touched[i] = True
                 active[n_active] = i
@@ -241,6 +292,8 @@ def _scan_mark_at(grad, index, touched, active, n_active):
             if not np.isfinite(g):
                 return total, i, n_active
             total += g * g
+            if total == np.inf:
+                return total, i, n_active
             if not touched[i]:
                 touched[i] = True
                 active[n_active] = i
@@ -249,15 +302,29 @@ def _scan_mark_at(grad, index, touched, active, n_active):
 
 
 @numba.njit(cache=True)
+def _adam_one(u, grad, m, v, i, rates, factor, b1, b2, eps, c1, c2):
+    """(new m, v, u) of coefficient i: the dense formula's operations, in the same order."""
+    g = grad[i]
+    if factor != 1.0:
+        g = g * factor
+    mi = b1 * m[i] + (1 - b1) * g
+    vi = b2 * v[i] + (1 - b2) * g * g
+    m_hat = mi / c1
+    v_hat = vi / c2
+    return (
+        mi,
+        vi,
+        u[i] - (rates[0] if rates.size == 1 else rates[i]) * m_hat / (np.sqrt(v_hat) + eps),
+    )
+
+
+@numba.njit(cache=True)
 def _adam(u, grad, m, v, active, rates, factor, b1, b2, eps, c1, c2):
-    """Adam on the active coefficients: the dense formula's operations, in the same order."""
-    one = rates.size == 1
+    """Adam on the active coefficients; returns −1, or (changing nothing) the first active
+    coefficient whose new u would be non-finite."""
     for i in active:
-        g = grad[i]
-        if factor != 1.0:
-            g = g * factor
-        m[i] = b1 * m[i] + (1 - b1) * g
-        v[i] = b2 * v[i] + (1 - b2) * g * g
-        m_hat = m[i] / c1
-        v_hat = v[i] / c2
-        u[i] = u[i] - (rates[0] if one else rates[i]) * m_hat / (np.sqrt(v_hat) + eps)
+        if not np.isfinite(_adam_one(u, grad, m, v, i, rates, factor, b1, b2, eps, c1, c2)[2]):
+            return i
+    for i in active:
+        m[i], v[i], u[i] = _adam_one(u, grad, m, v, i, rates, factor, b1, b2, eps, c1, c2)
+    return -1
