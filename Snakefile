@@ -3,6 +3,8 @@
 # Path grammar (DESIGN.md §1), under results/{exp}/, {exp} being the config's `experiment`, or
 # `experiment/column~value/...` for each point of a parameter sweep (config key `sweep`):
 #   config.yaml                          the validated config with defaults filled in
+#   config/simulation.yaml               its view for simulate and moments (no models, training)
+#   config/model_{model}.yaml            its view for one model's fit_initial, train, evaluate
 #   sims/{split}/ic{ic}_b{batch}.h5      one batch of simulations of one IC   (rule simulate)
 #   moments/{split}.h5                   exact per-IC moment sums, MPI job    (rule moments)
 #   models/{model}/initial_{split}.h5    θ(t0) of every IC of a split         (rule fit_initial)
@@ -21,7 +23,9 @@
 #      snakemake --cores 2 --config sweep=config/sweeps/annihilation_rate.tsv   (sweep the default)
 #      snakemake --profile slurm            (cluster; see README "Running on a cluster")
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
+
+from dbdflow.config import from_dict
 
 min_version("8.10")
 
@@ -34,7 +38,11 @@ if "experiment" not in config:
     configfile: f"{workflow.basedir}/config/config.yaml"
 
 
-validate(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml")
+# Validation against workflow/schemas/config.schema.yaml (defaults filled in), then the physics
+# checks (reactions, lattice, models); a bad config stops here, before any job, with one line per
+# bad key naming the config file and the key. (Snakemake's own `validate` is not used: it crashes
+# on some wrongly typed keys and prints the whole schema instead of the key.)
+BASE = from_dict(config, source=" + ".join(map(str, workflow.configfiles)) or "config")
 
 
 report: "workflow/report/workflow.rst"

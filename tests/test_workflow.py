@@ -44,12 +44,22 @@ def test_dry_run_of_every_shipped_config(tmp_path, configfile):
     assert "simulate" in proc.stdout and "moments" in proc.stdout
 
 
-def test_bad_config_fails_before_any_job(tmp_path):
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("periodic", "circular"), "lattice.boundary: 'circular' is not one of"),
+        (("window: {size: 5, shift: 1, every: 2}", "window: 5"), "training.window: 5 is not"),
+        (("learning_rate: 0.02", "learning_rate: -1"), "training.learning_rate: -1 is not"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, change, message):
+    text = (ROOT / "tests/data/tiny.yaml").read_text()
+    assert change[0] in text
     bad = tmp_path / "bad.yaml"
-    bad.write_text((ROOT / "tests/data/tiny.yaml").read_text().replace("periodic", "circular"))
+    bad.write_text(text.replace(change[0], change[1], 1))
     proc = snakemake(tmp_path, "--configfile", str(bad))
     assert proc.returncode != 0
-    assert "lattice" in proc.stderr and "circular" in proc.stderr
+    assert f"{bad}: {message}" in proc.stderr  # one line naming the file and the key
     assert not (tmp_path / "results").exists()
 
 
@@ -94,3 +104,17 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     assert html.stat().st_size > 100_000 and "rmse.png" in html.read_text()
     again = snakemake(tmp_path, "--configfile", str(tiny), "-n", "--quiet")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+    # a change reruns only what reads it: training -> both models' learning, not the simulations;
+    # one model's grid -> that model alone
+    for old, new, rerun, kept in (
+        ("steps: 12", "steps: 14", {"visible/dynamics", "hidden/dynamics"}, {"sims/", "moments/"}),
+        ("spacing: 0.5}", "spacing: 0.4}", {"visible/dynamics"}, {"sims/", "hidden/"}),
+    ):
+        changed = tmp_path / "changed.yaml"
+        assert old in tiny.read_text()
+        changed.write_text(tiny.read_text().replace(old, new, 1))
+        dry = snakemake(tmp_path, "--configfile", str(changed), "-n")
+        outputs = [line for line in dry.stdout.splitlines() if line.strip().startswith("output:")]
+        assert dry.returncode == 0 and outputs, dry.stderr[-3000:]
+        assert all(any(r in line for line in outputs) for r in rerun), outputs
+        assert not any(k in line for line in outputs for k in kept), outputs

@@ -36,7 +36,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="fail unless the MPI world has exactly this many ranks",
     )
-    m.add_argument("files", nargs="+", help="sims files of the split")
+    m.add_argument(
+        "--sims-dir",
+        help="directory of the split's batch files ic{ic}_b{batch}.h5 (every one the config "
+        "implies must be there); instead of listing FILES",
+    )
+    m.add_argument("files", nargs="*", help="sims files of the split")
 
     f = sub.add_parser("fit-initial", help="θ(t0) of every IC of a split for one reduced model")
     f.add_argument("--config", required=True)
@@ -120,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "simulate":
             stages.simulate(args.config, args.split, args.ic, args.batch, args.out)
         elif args.command == "moments":
-            stages.moments(args.config, args.split, args.files, args.out, args.expect_ranks)
+            if bool(args.files) == bool(args.sims_dir):
+                _parser().error("moments: give either --sims-dir or the sims files (not both)")
+            files = args.files or stages.split_sims_files(args.config, args.split, args.sims_dir)
+            stages.moments(args.config, args.split, files, args.out, args.expect_ranks)
         elif args.command == "fit-initial":
             stages.fit_initial(
                 args.config, args.moments, args.model, args.split, args.out, args.sims or None
@@ -167,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as err:
                 raise ConfigError(str(err)) from None
             print(f"wrote {path}; now run: snakemake --profile {args.name}")
-    except (ConfigError, FormatError, FileExistsError) as err:
+    except (ConfigError, FormatError, FileExistsError, FileNotFoundError) as err:
         print(f"dbdflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except DivergenceError as err:

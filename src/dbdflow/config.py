@@ -99,6 +99,38 @@ class Experiment:
         trajectories = self.split(split).trajectories
         return -(-trajectories // self.batch_size)
 
+    def view(self, part: str) -> dict:
+        """The config a stage needs, as a raw mapping (``from_dict`` of it gives that stage the
+        same results as the whole config): ``"simulation"`` drops ``models``, ``training`` and
+        ``sweep`` (simulations and moments); a model name keeps only that model, and of
+        ``training`` the rate groups and L2 targets that name its parameters (learning and
+        evaluation of that model). The workflow gives each rule its view, so changing one
+        model or the training reruns neither the simulations nor the other models."""
+        raw = {k: copy.deepcopy(v) for k, v in self.raw.items() if k != "sweep"}
+        if part == "simulation":
+            raw.pop("models", None)
+            raw.pop("training", None)
+            return raw
+        names = self.model(part).param_names
+        prefixes = {n.split("_")[0] for n in names}
+        raw["models"] = {part: raw["models"][part]}
+        tr = raw["training"]
+        rate = tr["learning_rate"]
+        if isinstance(rate, dict):
+            groups = rate.get("groups", {})
+            rate["groups"] = {k: v for k, v in groups.items() if k in names or k in prefixes}
+        tr["l2_target"] = {k: v for k, v in tr["l2_target"].items() if k in names}
+        return raw
+
+    def sims_files(self, split: str, directory: str | Path) -> list[str]:
+        """Every batch file of a split in its sims directory, IC-major: ``ic{ic}_b{batch}.h5``
+        (the path grammar of the Snakefile header)."""
+        return [
+            str(Path(directory) / f"ic{ic}_b{batch}.h5")
+            for ic in range(self.split(split).n_ics)
+            for batch in range(self.n_batches(split))
+        ]
+
     def batch_trajectories(self, split: str, batch: int) -> range:
         """Trajectory indices of one batch (the last batch may be shorter)."""
         n = self.split(split).trajectories
@@ -532,6 +564,7 @@ class Training:
     quadrature: str
     l2: float
     l2_target: dict[str, float]
+    smoothness: float
     max_abs_theta: float
     checkpoint_every: int
     log_every: int
@@ -598,6 +631,7 @@ def _training(raw: dict, models: dict[str, ModelSpec], fail) -> Training:
         quadrature=tr["quadrature"],
         l2=float(tr["l2"]),
         l2_target={k: float(v) for k, v in tr["l2_target"].items()},
+        smoothness=float(tr["smoothness"]),
         max_abs_theta=float(tr["max_abs_theta"]),
         checkpoint_every=int(tr["checkpoint_every"]),
         log_every=int(tr["log_every"]),

@@ -132,6 +132,20 @@ def simulate(config_path: str | Path, split: str, ic: int, batch: int, out: str 
     )
 
 
+def split_sims_files(config_path: str | Path, split: str, directory: str | Path) -> list[str]:
+    """The batch files of a split that the config implies, in ``directory``; every one must exist
+    (a missing batch is an error here, not a silently smaller sample)."""
+    exp = config_mod.load(config_path)
+    files = exp.sims_files(split, directory)
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{directory}: {len(missing)} of the {len(files)} batch files of split {split!r} are "
+            f"missing, e.g. {missing[0]}"
+        )
+    return files
+
+
 def moments(
     config_path: str | Path,
     split: str,
@@ -449,6 +463,7 @@ def train(
         rule=tr.quadrature,
         l2=tr.l2,
         theta_bar=np.array([tr.l2_target.get(n, 0.0) for n in names]),
+        smoothness=tr.smoothness,
         scheme=spec.dynamics.scheme,
         substeps=spec.dynamics.substeps,
         checkpoint_every=tr.checkpoint_every,

@@ -12,8 +12,13 @@ p(n) ∝ h(n) e^{θn} (dbdflow's sign convention E = −θT) has μ̃(θ) = E[n]
   dν/dt = (k_D − k_B)(1 − e^{−ν}) as in the issue.
 
 Both F are smooth, so the cubic elements represent them to O(h⁴); the tolerances below are
-optimisation tolerances of a noise-free problem (no statistics enter).
+optimisation tolerances of a noise-free problem (no statistics enter). Adam at a constant rate
+can spike once converged, so the long fits end with a short tail at a tenth of the rate
+(resumed from the state, as from a checkpoint), which holds the final coefficients at the
+optimum.
 """
+
+import re
 
 import numpy as np
 import pytest
@@ -60,19 +65,24 @@ def well_mixed_problem(mean_family, mu0, rate, times):
     return Problem(times, inverse(mu0)[:, None], FixedAwake(data), Family(mean_family), ("θ",))
 
 
-def fit_1d(problem, n_cells, steps, lr):
-    lo, hi = problem.theta0.min() - 1.6, problem.theta0.max() + 0.1
+def train_phases(problem, model, phases):
+    """Adam from u = 0 through consecutive (steps, learning rate) phases, each resuming from the
+    previous state; returns (state, the last phase's settings)."""
+    state, done = TrainState.fresh(np.zeros(model.n_coeffs), model.n_params), 0
+    for steps, lr in phases:
+        done += steps
+        cfg = Settings(steps=done, learning_rate=lr)
+        state = train(
+            problem, model, cfg, lambda step: np.random.default_rng(step), state, progress=False
+        )
+    return state, cfg
+
+
+def fit_1d(problem, n_cells, phases, bounds=None):
+    lo, hi = bounds or (problem.theta0.min() - 1.6, problem.theta0.max() + 0.1)
     grid = HermiteGrid([lo], [hi], n_cells)
     model = DynamicsModel([grid], [(0,)])
-    cfg = Settings(steps=steps, learning_rate=lr)
-    state = train(
-        problem,
-        model,
-        cfg,
-        lambda step: np.random.default_rng(step),
-        TrainState.fresh(np.zeros(model.n_coeffs), 1),
-        progress=False,
-    )
+    state, cfg = train_phases(problem, model, phases)
     return grid, model, state, cfg
 
 
@@ -87,20 +97,45 @@ def visited_interior(problem, model, state, cfg):
 def test_poisson_decay_learns_a_constant_rate():
     k, times = 1.5, np.linspace(0, 1, 11)
     problem = well_mixed_problem(poisson_mean, np.geomspace(5, 40, 6), -k, times)
-    grid, model, state, cfg = fit_1d(problem, 5, 1500, 0.1)
+    grid, model, state, cfg = fit_1d(problem, 5, [(1500, 0.1)])
     x = visited_interior(problem, model, state, cfg)
     assert state.log["loss"][-1] < 1e-5 * state.log["loss"][0]
     np.testing.assert_allclose(grid.evaluate(state.u, x), -k, atol=0.03 * k)
 
 
 def test_birth_death_geometric_learns_the_exact_flow():
-    kb, kd, times = 1.0, 2.0, np.linspace(0, 1, 11)
-    problem = well_mixed_problem(geometric_mean, np.geomspace(2, 10, 6), kb - kd, times)
-    grid, model, state, cfg = fit_1d(problem, 5, 1500, 0.05)
+    """F(θ) = (k_B − k_D)(1 − e^θ) on a range wide enough that no straight line fits it.
+
+    Six ICs μ₀ ∈ [0.5, 3] decaying for two time units visit θ ∈ [−2.3, −0.43] (trimmed), where
+    the best affine fit to F misses by 0.063 (computed below). Tolerance: the data are exact and
+    the fit converges (gradient norm down by > 10⁶, a stationary point), so what remains is the
+    gap between the true F and the KL-optimal 6-cell cubic F — measured 4.2e-4, against an
+    interpolation error of the elements of 8e-5 (asserted below); the time-stepping error is
+    far smaller (two RK4 substeps change nothing). tol = 2e-3 is ~5x the achieved error and
+    1/30 of the linear miss, so a linear F fails by a wide margin. (With μ₀ up to 10-20 the
+    KL weights μ(1 + μ) differ by 10³ along the range and the low-θ end converges slowly.)
+    """
+    kb, kd, times = 1.0, 2.0, np.linspace(0, 2, 21)
+    mu0 = np.geomspace(0.5, 3, 6)
+    problem = well_mixed_problem(geometric_mean, mu0, kb - kd, times)
+    mu = mu0[:, None] * np.exp((kb - kd) * times)
+    exact = np.log(mu / (1 + mu))  # θ(t); the grid covers it with 0.3 to spare
+    bounds = exact.min() - 0.3, exact.max() + 0.3
+    grid, model, state, cfg = fit_1d(problem, 6, [(3500, 0.1), (500, 0.01)], bounds)
     x = visited_interior(problem, model, state, cfg)
+    assert x[-1] - x[0] > 1.8
     want = (kb - kd) * (1 - np.exp(x))
-    assert state.log["loss"][-1] < 1e-4 * state.log["loss"][0]
-    np.testing.assert_allclose(grid.evaluate(state.u, x), want, atol=0.03 * (kd - kb))
+    loss, norm = state.log["loss"], state.log["grad_norm"]
+    assert loss[-1] < 1e-6 * loss[0] and norm[-1] < 1e-6 * norm[0]
+    tol = 2e-3
+    exact_f = model.interpolate([lambda z: np.stack([np.exp(z[:, 0]) - 1, np.exp(z[:, 0])], 1)])
+    np.testing.assert_allclose(grid.evaluate(exact_f, x), want, atol=tol / 10)
+    np.testing.assert_allclose(grid.evaluate(state.u, x), want, atol=tol)
+    # want is convex: its best max-norm affine fit is the chord lowered by half the largest gap
+    # (equioscillation at both ends and at the gap), so every straight line misses by >= that
+    assert np.all(np.diff(want, 2) > 0)
+    chord = want[0] + (want[-1] - want[0]) * (x - x[0]) / (x[-1] - x[0])
+    assert (chord - want).max() / 2 > 20 * tol
 
 
 def chain_problem():
@@ -126,20 +161,17 @@ def chain_problem():
 
 
 def test_chain_recovers_a_known_dbd_trajectory():
+    """The true F is representable and the data exact, so the loss can fall to 0; it falls
+    slowly (below 1e-6 of its start from step ~670, 1e-7 at 2000, measured), and constant-rate
+    Adam then spikes now and then. 2000 steps and a low-rate tail give ~1.0e-7 throughout the
+    last 200 steps: 10x under the threshold, checked on all of them so a lucky last step cannot
+    pass; the θ error is then 2.3e-3, 4x under its bound (θ moves by up to 1.15)."""
     problem, dyn, truth = chain_problem()
-    cfg = Settings(steps=1000, learning_rate=0.1)
-    state = train(
-        problem,
-        dyn,
-        cfg,
-        lambda step: np.random.default_rng(step),
-        TrainState.fresh(np.zeros(dyn.n_coeffs), 2),
-        progress=False,
-    )
+    state, cfg = train_phases(problem, dyn, [(2000, 0.1), (500, 0.01)])
     theta, outside = trajectories(problem, dyn, state.u, cfg)
     assert not outside.any()
-    assert state.log["loss"][-1] < 1e-6 * state.log["loss"][0]
-    assert np.abs(theta - truth).max() < 0.02  # θ moves by ~1.5 over the horizon
+    assert max(state.log["loss"][-200:]) < 1e-6 * state.log["loss"][0]
+    assert np.abs(theta - truth).max() < 0.01
 
 
 @pytest.mark.parametrize(("truncate", "batch"), [(False, None), (False, 3), (True, 2)])
@@ -315,3 +347,65 @@ def test_divergence_names_step_ic_and_parameter():
     )
     with pytest.raises(DivergenceError, match=r"step 0: non-finite moments .* of b for IC 0"):
         train(bad, dyn, cfg, stream, TrainState.fresh(np.zeros(dyn.n_coeffs), 2), progress=False)
+
+
+@pytest.mark.parametrize("column", [0, 1])
+def test_overflowing_gradient_names_the_function_and_coefficient(column):
+    """Finite but huge asleep moments (1e300, one parameter's column) pass the moment check,
+    and the gradient entries (~1e298) are finite too, but their squares overflow: the step stops
+    with a DivergenceError naming F of that parameter and a coefficient of it on which the
+    gradient is huge (with u = 0 the other F's gradient stays moderate)."""
+    problem, dyn, _ = chain_problem()
+
+    def huge(theta, ics, steps, rng):
+        mu = problem.asleep(theta, ics, steps, rng).copy()
+        mu[:, column] = 1e300
+        return mu
+
+    bad = Problem(problem.times, problem.theta0, problem.awake, huge, problem.names, problem.sites)
+    cfg = Settings(steps=3, learning_rate=0.1)
+    name = problem.names[column]
+    stream = lambda step: np.random.default_rng(step)  # noqa: E731
+    with np.errstate(over="ignore"):  # the logged loss Σ((μ̃ − μ)/N)² overflows first
+        with pytest.raises(
+            DivergenceError,
+            match=rf"step 0: non-finite gradient of F_{re.escape(name)} \(coefficient \d+\)",
+        ) as err:
+            train(
+                bad, dyn, cfg, stream, TrainState.fresh(np.zeros(dyn.n_coeffs), 2), progress=False
+            )
+        from dbdflow.dynamics.adjoint import SparseGradient
+        from dbdflow.dynamics.train import _step
+
+        buffer = SparseGradient(dyn.n_coeffs)
+        _step(bad, dyn, cfg, stream(0), 0, np.zeros(dyn.n_coeffs), 0.0, buffer)
+    grad = buffer.values[dyn.slices[column]]
+    assert np.all(np.isfinite(buffer.values))
+    other = buffer.values[dyn.slices[1 - column]]
+    assert np.abs(other).max() < 1e3
+    coefficient = int(re.search(r"coefficient (\d+)\)", str(err.value))[1])
+    assert abs(grad[coefficient]) > 1e250
+
+
+def test_progress_bar_shows_steps_and_loss(capsys):
+    """progress=True: one carriage-return line per step on stderr with the step count and the
+    logged loss, ended by a newline."""
+    problem = well_mixed_problem(poisson_mean, np.geomspace(5, 40, 3), -1.0, np.linspace(0, 1, 6))
+    model = DynamicsModel([HermiteGrid([0.0], [4.0], 3)], [(0,)])
+    state = train(
+        problem,
+        model,
+        Settings(steps=3, learning_rate=0.05),
+        lambda step: np.random.default_rng(step),
+        TrainState.fresh(np.zeros(model.n_coeffs), 1),
+        progress=True,
+    )
+    err = capsys.readouterr().err
+    assert err.startswith("\r") and err.endswith("\n")
+    lines = err[1:-1].split("\r")
+    assert len(lines) == 3
+    for step, (line, loss) in enumerate(zip(lines, state.log["loss"], strict=True), start=1):
+        filled = 30 * step // 3
+        bar = "#" * filled + "." * (30 - filled)
+        assert line.startswith(f"train [{bar}] {step}/3 loss {loss:.3e} "), line
+        assert line.endswith(" steps/s")

@@ -68,6 +68,23 @@ def test_moments_stage_checks_trajectory_counts(tmp_path):
     assert not (tmp_path / "m.h5").exists()
 
 
+def test_sims_dir_needs_every_batch_the_config_implies(tmp_path):
+    files, _ = write_batches(tmp_path)
+    cfg = tiny_config(tmp_path)
+    assert stages.split_sims_files(cfg, "train", tmp_path) == [str(f) for f in files]
+    files[4].unlink()
+    out = tmp_path / "m.h5"
+    base = [sys.executable, "-m", "dbdflow", "moments", "--config", str(cfg), "--split", "train"]
+    proc = subprocess.run(
+        [*base, "--out", str(out), "--sims-dir", str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "1 of the 9 batch files" in proc.stderr
+    assert files[4].name in proc.stderr and not out.exists()
+    both = [*base, "--out", str(out), "--sims-dir", str(tmp_path), str(files[0])]
+    proc = subprocess.run(both, capture_output=True, text=True)
+    assert proc.returncode == 2 and "either --sims-dir or the sims files" in proc.stderr
+
+
 def mpiexec() -> str:
     exe = shutil.which("mpiexec", path=str(Path(sys.executable).parent)) or shutil.which("mpiexec")
     assert exe, "mpiexec not found: `pip install -e .` installs it with the mpich wheel"
@@ -98,8 +115,9 @@ def test_mpi_two_ranks_bitwise_equal_to_serial(tmp_path):
             str(out),
             "--expect-ranks",
             str(ranks),
-            *map(str, files),
         ]
+        # the workflow names the directory (1, 2 ranks); a user may list the files (3 ranks)
+        cmd += map(str, files) if ranks == 3 else ["--sims-dir", str(tmp_path)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
         assert proc.returncode == 0, proc.stderr
         a, b = io.read_moments(tmp_path / "serial.h5"), io.read_moments(out)

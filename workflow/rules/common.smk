@@ -7,9 +7,6 @@ from dbdflow.config import from_dict
 from dbdflow.evaluate import CLOSURES, figure_files
 from dbdflow.profiles import mpi_launcher
 from dbdflow.sweep import points as sweep_points
-from dbdflow.sweep import read_table
-
-BASE = from_dict(config, source="config")
 
 
 def _sweep_table(path):
@@ -64,16 +61,26 @@ wildcard_constraints:
     batch=r"\d+",
     model=_one_of(MODELS),
     name=_one_of([*MODELS, *CLOSURES]),
+    view=_one_of(["simulation", *(f"model_{m}" for m in MODELS)]),
+
+
+def sims_config(exp):
+    """The config view of simulations and moments (no models, no training)."""
+    return f"results/{exp}/config/simulation.yaml"
+
+
+def model_config(exp, name):
+    """The config view of one model's learning and evaluation; a baseline's is the simulations'."""
+    return f"results/{exp}/config/model_{name}.yaml" if name in EXPS[exp].models else sims_config(exp)
+
+
+def sims_dir(exp, split):
+    return f"results/{exp}/sims/{split}"
 
 
 def sims_files(exp, split):
     """Every simulation batch file of a split of an experiment."""
-    e = EXPS[exp]
-    return [
-        f"results/{exp}/sims/{split}/ic{ic}_b{batch}.h5"
-        for ic in range(e.split(split).n_ics)
-        for batch in range(e.n_batches(split))
-    ]
+    return EXPS[exp].sims_files(split, sims_dir(exp, split))
 
 
 def model_sims(exp, model, split):
@@ -84,7 +91,7 @@ def model_sims(exp, model, split):
 def evaluate_inputs(wildcards):
     """Inputs of `evaluate`: test moments, plus θ(t0) and the dynamics for a model."""
     r = f"results/{wildcards.exp}"
-    inputs = {"config": f"{r}/config.yaml", "moments": f"{r}/moments/test.h5"}
+    inputs = {"config": model_config(wildcards.exp, wildcards.name), "moments": f"{r}/moments/test.h5"}
     if wildcards.name in EXPS[wildcards.exp].models:
         inputs["initial"] = f"{r}/models/{wildcards.name}/initial_test.h5"
         inputs["dynamics"] = f"{r}/models/{wildcards.name}/dynamics.h5"
@@ -131,6 +138,23 @@ rule resolved_config:
         config=lambda wc: EXPS[wc.exp].raw,
     log:
         f"{RESULTS}/logs/config.log",
+    localrule: True
+    conda:
+        "../../envs/dbdflow.yaml"
+    script:
+        "../scripts/write_config.py"
+
+
+# What each stage reads: a rule reruns when its view changes (Snakemake's params trigger), not
+# on any config change; the whole config.yaml above is for people and the report.
+rule config_view:
+    output:
+        f"{RESULTS}/config/{{view}}.yaml",
+    params:
+        config=lambda wc: EXPS[wc.exp].view(wc.view.removeprefix("model_")),
+    log:
+        f"{RESULTS}/logs/config_{{view}}.log",
+    localrule: True
     conda:
         "../../envs/dbdflow.yaml"
     script:

@@ -3,7 +3,7 @@
 
 rule fit_initial:
     input:
-        config=f"{RESULTS}/config.yaml",
+        config=lambda wc: model_config(wc.exp, wc.model),
         moments=f"{RESULTS}/moments/{{split}}.h5",
         sims=lambda wc: model_sims(wc.exp, wc.model, wc.split),
     output:
@@ -20,7 +20,7 @@ rule fit_initial:
 
 rule train:
     input:
-        config=f"{RESULTS}/config.yaml",
+        config=lambda wc: model_config(wc.exp, wc.model),
         moments=f"{RESULTS}/moments/train.h5",
         initial=f"{RESULTS}/models/{{model}}/initial_train.h5",
         sims=lambda wc: model_sims(wc.exp, wc.model, "train"),

@@ -1,9 +1,11 @@
-# One MPI job per split: ranks split the batch files and reduce exact integer sums.
+# One MPI job per split: ranks split the batch files and reduce exact integer sums. The command
+# names the sims directory, not every file (thousands of paths exceed the kernel's argument limit);
+# the stage expects exactly the batch files the config implies, the same list as the input here.
 
 
 rule moments:
     input:
-        config=f"{RESULTS}/config.yaml",
+        config=lambda wc: sims_config(wc.exp),
         sims=lambda wc: sims_files(wc.exp, wc.split),
     output:
         f"{RESULTS}/moments/{{split}}.h5",
@@ -11,6 +13,8 @@ rule moments:
         f"{RESULTS}/logs/moments/{{split}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/moments/{{split}}.tsv"
+    params:
+        sims_dir=lambda wc: sims_dir(wc.exp, wc.split),
     resources:
         mpi=lambda wc: mpi_launcher(workflow.executor_plugin.name),
         tasks=1,
@@ -19,4 +23,4 @@ rule moments:
     shell:
         "{resources.mpi} -n {resources.tasks} dbdflow moments --config {input.config}"
         " --split {wildcards.split} --out {output} --expect-ranks {resources.tasks}"
-        " {input.sims} > {log} 2>&1"
+        " --sims-dir {params.sims_dir} > {log} 2>&1"

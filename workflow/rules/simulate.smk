@@ -3,7 +3,7 @@
 
 rule simulate:
     input:
-        config=f"{RESULTS}/config.yaml",
+        config=lambda wc: sims_config(wc.exp),
     output:
         f"{RESULTS}/sims/{{split}}/ic{{ic}}_b{{batch}}.h5",
     log:

@@ -89,6 +89,26 @@ class SparseGradient:
         _clear(self.values, self._mark, self.nonzero)
         self._count[0] = 0
 
+    def add(self, start: int, values: np.ndarray) -> None:
+        """Add a dense block: ``self.values[start : start + len(values)] += values``."""
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        if not 0 <= start <= self.values.size - values.size:
+            raise ValueError(f"block of {values.size} at {start} exceeds {self.values.size}")
+        _add_block(self.values, self._mark, self._index, self._count, start, values)
+
+
+@numba.njit(cache=True)
+def _add_block(total, mark, index, count, start, values):
+    n = count[0]
+    for j in range(values.size):
+        i = start + j
+        total[i] += values[j]
+        if not mark[i]:
+            mark[i] = True
+            index[n] = i
+            n += 1
+    count[0] = n
+
 
 @numba.njit(cache=True)
 def _clear(values, mark, index):

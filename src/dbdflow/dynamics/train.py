@@ -6,7 +6,10 @@ the current window [τ, τ + Δτ] of data steps,
     S(u) = (1/|B|) Σ_{i∈B} Σ_n w_n [ KL_n(θ_i(t_n)) / N + λ_r |θ_i(t_n) − θ̄|² ],
 
 with w_n the quadrature weights of the window (:func:`~dbdflow.dynamics.adjoint.
-quadrature_weights`) and N = ``Problem.sites``. Since ∂KL/∂θ = μ̃(θ) − μ (asleep minus awake
+quadrature_weights`) and N = ``Problem.sites``, plus, with ``Settings.smoothness`` λ_s > 0, the
+roughness penalty λ_s Σ_k R(F_k) (mean Hessian energy of each F_k over its grid,
+:mod:`dbdflow.dynamics.roughness`), which fixes F where the training trajectories leave it
+undetermined. Since ∂KL/∂θ = μ̃(θ) − μ (asleep minus awake
 moments, eq. 31), the adjoint source at a data point is (μ̃ − μ)/N (+ 2λ_r(θ − θ̄), eq. 33).
 Dividing the extensive moments by N makes learning rates independent of the lattice size.
 
@@ -20,13 +23,15 @@ One training step (Algorithm 1, lines 5-18):
 4. exact discrete adjoint back to the window start τ (``truncate=True``, eq. 41: θ(τ) held fixed)
    or to t_0 (exact gradient of the windowed objective) — :func:`~dbdflow.dynamics.adjoint.
    gradient`, whose dS/du is summed over the batch with weights w_n/|B| (the batch mean, eq. 30);
-5. optimiser update (SGD with per-coefficient rates or Adam, optional norm clipping).
+5. the roughness gradient λ_s ∇_u R (dense: every coefficient), then the optimiser update (SGD
+   with per-coefficient rates or Adam, optional norm clipping).
 
 The window slides on the schedule of :class:`Window` (eq. 41) and always reaches the last data
 step. Logged per step: window, loss proxy = mean over the batch and window points of
 Σ_k ((μ̃_k − μ_k)/N)², gradient norm (before clipping), excursions (right-hand-side evaluations
-outside the grids). Non-finite or huge θ, non-finite moments or gradients stop training with a
-:class:`DivergenceError` naming the step, IC, time and parameter.
+outside the grids), roughness Σ_k R(F_k) (before the update; 0 when λ_s = 0). Non-finite or
+huge θ, non-finite moments or gradients stop training with a :class:`DivergenceError` naming the
+step, IC, time and parameter.
 
 Moment interface: Algorithm 1 does not depend on the Boltzmann family. ``Problem.awake(ics,
 steps, theta) -> (n, K)`` and ``Problem.asleep(theta, ics, steps, rng) -> (n, K)`` give the
@@ -49,11 +54,21 @@ from dbdflow.dynamics.adjoint import RULES, SparseGradient, gradient, quadrature
 from dbdflow.dynamics.fem import HermiteGrid
 from dbdflow.dynamics.ode import SCHEMES, DynamicsModel, solve
 from dbdflow.dynamics.optim import SGD, Adam, NonFiniteGradient
+from dbdflow.dynamics.roughness import model_roughness
 
 log = logging.getLogger("dbdflow")
 
 OPTIMIZERS = ("adam", "sgd")
-LOG_FIELDS = ("step", "loss", "grad_norm", "window_start", "window_end", "excursions", "seconds")
+LOG_FIELDS = (
+    "step",
+    "loss",
+    "grad_norm",
+    "window_start",
+    "window_end",
+    "excursions",
+    "roughness",
+    "seconds",
+)
 
 
 class DivergenceError(FloatingPointError):
@@ -126,6 +141,7 @@ class Settings:
     rule: str = "trapezoid"
     l2: float = 0.0
     theta_bar: float | np.ndarray = 0.0
+    smoothness: float = 0.0
     scheme: str = "rk4"
     substeps: int = 1
     checkpoint_every: int | None = None
@@ -143,6 +159,8 @@ class Settings:
             raise ValueError(
                 f"need steps >= 0 and substeps >= 1, got {self.steps}, {self.substeps}"
             )
+        if not self.smoothness >= 0:
+            raise ValueError(f"smoothness must be >= 0, got {self.smoothness!r}")
         if self.batch_ics is not None and self.batch_ics < 1:
             raise ValueError(f"batch_ics must be >= 1 or None, got {self.batch_ics}")
         if self.checkpoint_every is not None and self.checkpoint_every < 1:
@@ -256,11 +274,17 @@ def train(
     bar = _Progress(state.step, end_step, interactive, settings.log_every)
     every = settings.checkpoint_every
     grad_u = SparseGradient(model.n_coeffs)
+    penalties = model_roughness(model) if settings.smoothness > 0 else []
     for step in range(state.step, end_step):
         t_start = time.perf_counter()
         loss, window, outside = _step(
             problem, model, settings, stream(step), step, u, theta_bar, grad_u
         )
+        rough = 0.0
+        for sl, penalty in penalties:
+            value, grad = penalty.value_and_gradient(u[sl])
+            grad_u.add(sl.start, settings.smoothness * grad)
+            rough += value
         try:
             u = optimizer.step(u, grad_u.values, grad_u.nonzero)  # in place
         except NonFiniteGradient as err:
@@ -272,7 +296,7 @@ def train(
         grad_u.clear()
         state.excursions += outside
         seconds = time.perf_counter() - t_start
-        values = (step, loss, optimizer.grad_norm, *window, int(outside.sum()), seconds)
+        values = (step, loss, optimizer.grad_norm, *window, int(outside.sum()), rough, seconds)
         for key, value in zip(LOG_FIELDS, values, strict=True):
             state.log[key].append(value)
         state.step, state.u = step + 1, u
@@ -347,7 +371,8 @@ def _step(problem, model, settings, rng, step, u, theta_bar, grad_u):
         stop=first if settings.truncate else 0,
         out=grad_u,
     )
-    loss = float(np.mean(np.sum(diff**2, axis=1)))
+    with np.errstate(over="ignore"):  # huge moments: the optimiser names the bad coefficient
+        loss = float(np.mean(np.sum(diff**2, axis=1)))
     return loss, (first, last), traj.outside.sum(axis=0)
 
 
