@@ -59,3 +59,21 @@ def test_styles_keep_baselines_recognisable():
     assert style["pair"][1] != "-" and style["mean_field"][1] != "-"
     assert "v_i v_{i+1} v_{i+2}" in plots.describe("strings3")
     assert plots.describe("pairs", "AB", n_species=3) == "A-B NN pairs"
+
+
+def test_a_failed_savefig_leaves_neither_the_figure_nor_a_temp_file(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    def half_written(self, fname, **kwargs):
+        with open(fname, "wb") as f:
+            f.write(b"\x89PNG partial")
+        raise OSError("disk full")
+
+    out = tmp_path / "report"
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        plots.theta_trajectories(synthetic_dynamics(2), out / "theta.png", title="m")
+    assert list(out.iterdir()) == []  # no theta.png, no .theta.png.*.png
+    monkeypatch.undo()
+    assert_png(plots.theta_trajectories(synthetic_dynamics(2), out / "theta.png", title="m"))
+    assert [p.name for p in out.iterdir()] == ["theta.png"]

@@ -1,6 +1,7 @@
 """report.md: the metrics tables, figure list and a complete 3D report."""
 
 import numpy as np
+import pytest
 from synthetic import synthetic_dynamics, synthetic_frame
 
 from dbdflow.evaluate import figure_files, metrics, report
@@ -80,3 +81,37 @@ def test_a_complete_3d_report(tmp_path):
     for name in names.values():
         assert f"]({name})" in text
     assert "KL" not in text
+
+
+def test_a_failure_while_writing_report_md_leaves_no_file_behind(tmp_path, monkeypatch):
+    frame = synthetic_frame(["A"], 1, 2, ["visible", "mean_field", "pair"])
+    summary = {
+        "experiment": "x",
+        "lattice": {"shape": [20], "boundary": "periodic"},
+        "species": ["A"],
+        "reactions": ["A + A -> 0 @ 0.1"],
+        "dt": 0.01,
+        "n_steps": 10,
+        "record_every": 1,
+        "splits": {"train": {"n_ics": 2, "trajectories": 3}, "test": {"n_ics": 2}},
+    }
+    kwargs = dict(
+        summary=summary,
+        metrics={"experiment": "x", **metrics.summarize(frame)},
+        frame=frame,
+        dynamics={"visible": synthetic_dynamics(3, name="visible")},
+    )
+
+    def fail(*args):
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(report, "_markdown", fail)
+    with pytest.raises(RuntimeError, match="render failed"):
+        report.write_report(tmp_path, **kwargs)
+    figures = set(figure_files(["visible"], 1, 1, False).values())
+    assert {p.name for p in tmp_path.iterdir()} == figures  # no report.md, no temp file
+    monkeypatch.undo()
+    written = report.write_report(tmp_path, **kwargs)
+    names = {*figures, "report.md"}
+    assert {p.name for p in tmp_path.iterdir()} == {p.name for p in written} == names
+    assert (tmp_path / "report.md").read_text(encoding="utf-8").startswith("# dbdflow report: x")

@@ -1,5 +1,6 @@
 """Exact aggregation: serial sums equal numpy, and MPI runs are bitwise identical to serial ones."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -152,3 +153,53 @@ def test_rank_count_mismatch_is_an_error(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "requested" in proc.stderr
     assert not (tmp_path / "m.h5").exists()
+
+
+NUMBA_PROBE = """\
+import gc, json, sys
+from numba.core.dispatcher import Dispatcher
+from dbdflow.cli import main
+
+code = main(sys.argv[1:])
+found = {}
+for name, module in list(sys.modules.items()):
+    if name == "dbdflow" or name.startswith("dbdflow."):
+        for attr, obj in list(vars(module).items()):
+            if isinstance(obj, Dispatcher):
+                found[f"{name}.{attr}"] = obj
+for obj in gc.get_objects():  # also kernels held only by closures, classes or tables
+    if isinstance(obj, Dispatcher) and obj.py_func.__module__.startswith("dbdflow"):
+        found.setdefault(f"{obj.py_func.__module__}.{obj.py_func.__qualname__}", obj)
+compiled = {k: [str(s) for s in d.overloads] for k, d in sorted(found.items()) if d.overloads}
+print(json.dumps({"code": code, "dispatchers": len(found), "compiled": compiled}))
+"""
+
+
+def test_moments_compiles_no_numba_kernel(tmp_path):
+    """The moments stage runs under several MPI ranks at once, and numba's on-disk cache
+    (``cache=True``) is not safe against several processes compiling or caching the same function
+    at the same time. Today nothing in moments needs numba: the
+    aggregation is integer sums in numpy, and the observables were counted by the simulate jobs.
+    That is what keeps the MPI job safe, so this guards it: the stage's command, run in a fresh
+    interpreter, must leave every numba dispatcher of the loaded ``dbdflow`` modules without a
+    compiled (or cache-loaded) overload. Should moments ever need a jitted kernel, warm the cache
+    on one rank before the others import it (or give each rank its own ``NUMBA_CACHE_DIR``) and
+    change this test."""
+    write_batches(tmp_path)  # 9 batch files, which --sims-dir finds
+    cfg = tiny_config(tmp_path)
+    out = tmp_path / "m.h5"
+    args = ["moments", "--config", str(cfg), "--split", "train", "--out", str(out)]
+    args += ["--sims-dir", str(tmp_path)]
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
+    proc = subprocess.run(
+        [sys.executable, "-c", NUMBA_PROBE, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0 and out.is_file(), proc.stderr
+    assert result["dispatchers"] > 0  # the probe sees the package's kernels (stages imports them)
+    assert result["compiled"] == {}, f"moments compiled numba kernels: {result['compiled']}"

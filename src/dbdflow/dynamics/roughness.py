@@ -23,12 +23,13 @@ slope at both ends of a cell, :mod:`dbdflow.dynamics.fem`), so every term is a K
     ∫(∂_a∂_b F)² = uᵀ (⊗_c [D if c ∈ {a, b} else M]) u.
 
 The element integrals are computed by 4-point Gauss–Legendre quadrature, exact for these degree-6
-integrands. Applying the operator costs d² applications of a (2n_a+2)-square matrix along one axis
-of the coefficient tensor: no 4^d-per-cell loops, no sparse matrix to store.
+integrands. Applying the operator takes a few one-axis applications of these banded matrices to the
+coefficients (:class:`Roughness`): no 4^d-per-cell loops, no sparse matrix to store.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from dbdflow.dynamics.fem import HermiteGrid
@@ -63,63 +64,117 @@ def axis_matrices(n_cells: int, h: float) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 class Roughness:
-    """R(u) = (1/|Ω|) ∫_Ω ‖∇²F(x; u)‖²_F dx for the functions on one :class:`HermiteGrid`
-    (module docstring); :meth:`value_and_gradient` evaluates R and ∇_u R = (2/|Ω|) H u."""
+    """R(u) = (1/|Ω|) ∫_Ω ‖∇²F(x; u)‖²_F dx for functions on one :class:`HermiteGrid` (module
+    docstring); :meth:`value_and_gradient` evaluates R and ∇_u R = (2/|Ω|) H u, for one
+    coefficient vector (n_coeffs,) or a batch of them (n_functions, n_coeffs) on the same grid.
+
+    The 1D matrices are block tridiagonal (2×2 blocks between neighbouring vertices), so each is
+    stored as its blocks and applied along one axis of u in u's own vertex-major layout (no
+    transposes); the d(d+1)/2 Kronecker terms share their partial products, 12 one-axis
+    applications in 3D.
+    """
 
     def __init__(self, grid: HermiteGrid):
         self.grid = grid
-        self.volume = float(np.prod(grid.upper - grid.lower))
-        self._mats = [
-            axis_matrices(int(n), float(h)) for n, h in zip(grid.n_cells, grid.spacing, strict=True)
-        ]
         d = grid.d
-        # u (vertex-major, bit a of the subset index = axis a) <-> tensor over (2 i_a + b_a)
-        self._split = (*(grid.n_cells + 1), *([2] * d))
-        self._order = [k for a in range(d) for k in (a, 2 * d - 1 - a)]
-        self._shape = tuple(2 * (grid.n_cells + 1))
+        self.volume = float(np.prod(grid.upper - grid.lower))
+        # per axis: the (lower, diagonal, upper) 2x2 blocks of M, D and S, and the coefficient
+        # layout along the axis: u viewed as (outer, vertices on the axis, inner)
+        self._blocks, self._layout = [], []
+        n_vert = grid.n_cells + 1
+        for a, (n, h) in enumerate(zip(grid.n_cells, grid.spacing, strict=True)):
+            self._blocks.append(tuple(_blocks(m) for m in axis_matrices(int(n), float(h))))
+            inner = int(grid.vertex_stride[a]) << d
+            self._layout.append((grid.n_coeffs // (inner * int(n_vert[a])), inner, 1 << a))
+        # terms as (kind per axis, weight): kind 0 = M, 1 = D, 2 = S
+        self._terms = []
+        for a in range(d):
+            self._terms.append((tuple(2 if c == a else 0 for c in range(d)), 1.0))
+            for b in range(a + 1, d):
+                self._terms.append((tuple(1 if c in (a, b) else 0 for c in range(d)), 2.0))
 
-    def _tensor(self, u):
-        return u.reshape(self._split).transpose(self._order).reshape(self._shape)
-
-    def _flat(self, x):
-        d = self.grid.d
-        inverse = np.argsort(self._order)
-        return (
-            x.reshape([s for a in range(d) for s in (self._split[a], 2)])
-            .transpose(inverse)
-            .reshape(-1)
-        )
-
-    def _apply(self, x, which):
-        """(⊗_a mats[a][which[a]]) x for the coefficient tensor x."""
-        for a, k in enumerate(which):
-            x = np.moveaxis(np.tensordot(self._mats[a][k], x, axes=([1], [a])), 0, a)
-        return x
+    def _along(self, x, axis, kind):
+        out = np.empty_like(x)
+        _apply_blocks(*self._blocks[axis][kind], *self._layout[axis], x, out)
+        return out
 
     def hessian_u(self, u) -> np.ndarray:
-        """H u with uᵀ H u = ∫_Ω ‖∇²F‖²_F (not divided by |Ω|)."""
+        """H u with uᵀ H u = ∫_Ω ‖∇²F‖²_F (not divided by |Ω|), row by row for a batch."""
         u = np.ascontiguousarray(u, dtype=np.float64)
-        if u.shape != (self.grid.n_coeffs,):
-            raise ValueError(f"u must have shape ({self.grid.n_coeffs},), got {u.shape}")
-        d, x = self.grid.d, self._tensor(u)
+        if u.shape[-1:] != (self.grid.n_coeffs,) or u.ndim > 2:
+            raise ValueError(f"u must have shape ([n,] {self.grid.n_coeffs}), got {u.shape}")
+        x = u.reshape(-1, self.grid.n_coeffs)
+        d = self.grid.d
+        # partial products over the trailing axes, shared between terms (memoised by suffix)
+        done: dict[tuple, np.ndarray] = {(): x}
+
+        def suffix(kinds):
+            if kinds not in done:
+                a = d - len(kinds)
+                done[kinds] = self._along(suffix(kinds[1:]), a, kinds[0])
+            return done[kinds]
+
         out = np.zeros_like(x)
-        for a in range(d):
-            out += self._apply(x, [2 if c == a else 0 for c in range(d)])
-            for b in range(a + 1, d):
-                out += 2.0 * self._apply(x, [1 if c in (a, b) else 0 for c in range(d)])
-        return self._flat(out)
+        for kind in range(3):  # group by the first axis' matrix: one application per kind
+            rest = [(k[1:], w) for k, w in self._terms if k[0] == kind]
+            if rest:
+                total = sum(w * suffix(k) for k, w in rest)
+                out += self._along(total, 0, kind)
+        return out.reshape(u.shape)
 
-    def value_and_gradient(self, u) -> tuple[float, np.ndarray]:
-        """(R(u), ∇_u R(u))."""
+    def value_and_gradient(self, u) -> tuple[float | np.ndarray, np.ndarray]:
+        """(R(u), ∇_u R(u)); R is a float for one vector, an array (n,) for a batch."""
         hu = self.hessian_u(u)
-        return float(np.dot(u, hu)) / self.volume, (2.0 / self.volume) * hu
+        value = np.einsum("...i,...i->...", np.asarray(u, dtype=np.float64), hu) / self.volume
+        return (float(value) if np.ndim(value) == 0 else value), (2.0 / self.volume) * hu
 
 
-def model_roughness(model) -> list[tuple[slice, Roughness]]:
-    """One :class:`Roughness` per function of a :class:`~dbdflow.dynamics.ode.DynamicsModel`
-    (shared between functions on equal grids), with its slice of the flat u."""
-    cache: dict[tuple, Roughness] = {}
-    return [
-        (sl, cache.setdefault(g.key(), Roughness(g)))
-        for g, sl in zip(model.grids, model.slices, strict=True)
-    ]
+def _blocks(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 2x2 blocks (lower, diagonal, upper), each (n_vertices, 2, 2), of a block-tridiagonal
+    matrix over the degrees of freedom 2i + b (zero blocks beyond the ends)."""
+    n = matrix.shape[0] // 2
+    out = np.zeros((3, n, 2, 2))
+    for i in range(n):
+        for k, j in enumerate((i - 1, i, i + 1)):
+            if 0 <= j < n:
+                out[k, i] = matrix[2 * i : 2 * i + 2, 2 * j : 2 * j + 2]
+    return out[0], out[1], out[2]
+
+
+@numba.njit(cache=True)
+def _apply_blocks(lower, diag, upper, n_outer, inner, bit, x, out):
+    """out = (A along one axis) x for every row of x (n_f, n_coeffs): x viewed as (outer, vertex
+    i on the axis, inner), the value/slope bit of the axis being ``bit`` within inner; A's row
+    block i couples vertex i to i − 1, i, i + 1 by the 2x2 blocks lower[i], diag[i], upper[i]."""
+    n_f = x.shape[0]
+    n_v = diag.shape[0]
+    for f in range(n_f):
+        for o in range(n_outer):
+            for i in range(n_v):
+                base = (o * n_v + i) * inner
+                for hi in range(inner // (2 * bit)):
+                    for lo in range(bit):
+                        w0 = base + hi * 2 * bit + lo
+                        w1 = w0 + bit
+                        x0, x1 = x[f, w0], x[f, w1]
+                        a0 = diag[i, 0, 0] * x0 + diag[i, 0, 1] * x1
+                        a1 = diag[i, 1, 0] * x0 + diag[i, 1, 1] * x1
+                        if i > 0:
+                            y0, y1 = x[f, w0 - inner], x[f, w1 - inner]
+                            a0 += lower[i, 0, 0] * y0 + lower[i, 0, 1] * y1
+                            a1 += lower[i, 1, 0] * y0 + lower[i, 1, 1] * y1
+                        if i < n_v - 1:
+                            y0, y1 = x[f, w0 + inner], x[f, w1 + inner]
+                            a0 += upper[i, 0, 0] * y0 + upper[i, 0, 1] * y1
+                            a1 += upper[i, 1, 0] * y0 + upper[i, 1, 1] * y1
+                        out[f, w0] = a0
+                        out[f, w1] = a1
+
+
+def model_roughness(model) -> list[tuple[list[slice], Roughness]]:
+    """The functions of a :class:`~dbdflow.dynamics.ode.DynamicsModel` grouped by grid: one
+    :class:`Roughness` per distinct grid with the slices of the flat u of its functions."""
+    groups: dict[tuple, tuple[list[slice], Roughness]] = {}
+    for g, sl in zip(model.grids, model.slices, strict=True):
+        groups.setdefault(g.key(), ([], Roughness(g)))[0].append(sl)
+    return list(groups.values())

@@ -281,10 +281,11 @@ def train(
             problem, model, settings, stream(step), step, u, theta_bar, grad_u
         )
         rough = 0.0
-        for sl, penalty in penalties:
-            value, grad = penalty.value_and_gradient(u[sl])
-            grad_u.add(sl.start, settings.smoothness * grad)
-            rough += value
+        for slices, penalty in penalties:
+            value, grad = penalty.value_and_gradient(np.stack([u[sl] for sl in slices]))
+            for sl, g in zip(slices, grad, strict=True):
+                grad_u.add(sl.start, settings.smoothness * g)
+            rough += float(value.sum())
         try:
             u = optimizer.step(u, grad_u.values, grad_u.nonzero)  # in place
         except NonFiniteGradient as err:

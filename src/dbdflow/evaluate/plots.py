@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dbdflow.evaluate.metrics import ORDER_OBSERVABLES
+from dbdflow.io import atomic_path
 
 BASELINE_STYLE = {"mean_field": ("tab:gray", ":"), "pair": ("tab:brown", "--")}
 MODEL_COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:cyan")
@@ -66,9 +67,11 @@ def styles(names: Sequence[str]) -> dict[str, tuple[str, str]]:
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` through a temporary file renamed on success (DESIGN §5), in the
+    format of its extension (PNG without one)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    with atomic_path(path, path.suffix or ".png") as tmp:
+        fig.savefig(tmp, dpi=DPI, format=path.suffix[1:] or "png")
     return path
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from dbdflow.evaluate import plots
 from dbdflow.evaluate.metrics import ORDER_OBSERVABLES
+from dbdflow.io import atomic_path
 
 ORDER_HEADERS = {
     1: "order 1: counts Σv_i",
@@ -125,8 +126,8 @@ def write_report(
         )
     if "attractor" in files:
         written.append(plots.attractor(frame, out / files["attractor"], species=species))
-    text = _markdown(summary, metrics, frame, dynamics, files)
-    (out / "report.md").write_text(text)
+    with atomic_path(out / "report.md", ".md") as tmp:
+        tmp.write_text(_markdown(summary, metrics, frame, dynamics, files), encoding="utf-8")
     return [*written, out / "report.md"]
 
 
