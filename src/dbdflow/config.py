@@ -315,6 +315,7 @@ class GridSpec:
     margin: tuple[float, ...]
     scheme: str
     substeps: int
+    smoothness: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -532,7 +533,14 @@ def _model(name: str, spec: dict, raw: dict, lattice: Lattice, sch: dict, fail) 
             float(ini["l2"]),
         ),
         dynamics=GridSpec(
-            coords, spacing, lower, upper, margin, dyn["scheme"], int(dyn["substeps"])
+            coords,
+            spacing,
+            lower,
+            upper,
+            margin,
+            dyn["scheme"],
+            int(dyn["substeps"]),
+            float(dyn["smoothness"]),
         ),
         asleep=AsleepSpec(mode, int(asl["sweeps"]), int(asl["chains"]), asl["hidden"]),
         needs_states=needs_states,
@@ -564,7 +572,6 @@ class Training:
     quadrature: str
     l2: float
     l2_target: dict[str, float]
-    smoothness: float
     max_abs_theta: float
     checkpoint_every: int
     log_every: int
@@ -631,7 +638,6 @@ def _training(raw: dict, models: dict[str, ModelSpec], fail) -> Training:
         quadrature=tr["quadrature"],
         l2=float(tr["l2"]),
         l2_target={k: float(v) for k, v in tr["l2_target"].items()},
-        smoothness=float(tr["smoothness"]),
         max_abs_theta=float(tr["max_abs_theta"]),
         checkpoint_every=int(tr["checkpoint_every"]),
         log_every=int(tr["log_every"]),

@@ -463,7 +463,7 @@ def train(
         rule=tr.quadrature,
         l2=tr.l2,
         theta_bar=np.array([tr.l2_target.get(n, 0.0) for n in names]),
-        smoothness=tr.smoothness,
+        smoothness=spec.dynamics.smoothness,
         scheme=spec.dynamics.scheme,
         substeps=spec.dynamics.substeps,
         checkpoint_every=tr.checkpoint_every,
