@@ -115,6 +115,7 @@ def test_resume_continues_bit_identically(tiny, tmp_path):
     def variant(name, steps, rate=0.02):
         def edit(c):
             c["training"].update(steps=steps, checkpoint_every=4, learning_rate=rate)
+            c["models"]["visible"]["dynamics"]["smoothness"] = 1e-6  # the dense penalty path
 
         return write_config(tmp_path, name, edit)
 
@@ -125,8 +126,9 @@ def test_resume_continues_bit_identically(tiny, tmp_path):
     stages.train(variant("more", 12), *args, out / "part.h5", resume=True)
     full, part = io.read_dynamics(out / "full.h5"), io.read_dynamics(out / "part.h5")
     assert np.array_equal(full["u"], part["u"]) and np.array_equal(full["theta"], part["theta"])
-    for key in ("loss", "grad_norm", "window_start", "excursions"):
+    for key in ("loss", "grad_norm", "window_start", "excursions", "roughness"):
         assert np.array_equal(full["log"][key], part["log"][key])
+    assert np.all(full["log"]["roughness"][1:] > 0)
     with pytest.raises(ValueError, match="checkpoint written for another config"):
         stages.train(variant("other", 12, rate=0.5), *args, out / "part.h5", resume=True)
     # the workflow's mode: a stale checkpoint is replaced by a fresh run's
