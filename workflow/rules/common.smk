@@ -71,7 +71,9 @@ def sims_config(exp):
 
 def model_config(exp, name):
     """The config view of one model's learning and evaluation; a baseline's is the simulations'."""
-    return f"results/{exp}/config/model_{name}.yaml" if name in EXPS[exp].models else sims_config(exp)
+    if name in EXPS[exp].models:
+        return f"results/{exp}/config/model_{name}.yaml"
+    return sims_config(exp)
 
 
 def sims_dir(exp, split):
@@ -91,7 +93,10 @@ def model_sims(exp, model, split):
 def evaluate_inputs(wildcards):
     """Inputs of `evaluate`: test moments, plus θ(t0) and the dynamics for a model."""
     r = f"results/{wildcards.exp}"
-    inputs = {"config": model_config(wildcards.exp, wildcards.name), "moments": f"{r}/moments/test.h5"}
+    inputs = {
+        "config": model_config(wildcards.exp, wildcards.name),
+        "moments": f"{r}/moments/test.h5",
+    }
     if wildcards.name in EXPS[wildcards.exp].models:
         inputs["initial"] = f"{r}/models/{wildcards.name}/initial_test.h5"
         inputs["dynamics"] = f"{r}/models/{wildcards.name}/dynamics.h5"
