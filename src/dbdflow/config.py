@@ -112,13 +112,13 @@ class Experiment:
             raw.pop("training", None)
             return raw
         names = self.model(part).param_names
-        prefixes = {n.split("_")[0] for n in names}
+        keys = group_keys(names)
         raw["models"] = {part: raw["models"][part]}
         tr = raw["training"]
         rate = tr["learning_rate"]
         if isinstance(rate, dict):
             groups = rate.get("groups", {})
-            rate["groups"] = {k: v for k, v in groups.items() if k in names or k in prefixes}
+            rate["groups"] = {k: v for k, v in groups.items() if k in keys}
         tr["l2_target"] = {k: v for k, v in tr["l2_target"].items() if k in names}
         return raw
 
@@ -580,9 +580,19 @@ class Training:
         """Learning rate of each parameter's F: its name's group, else its prefix's, else the
         default."""
         return [
-            self.rate_groups.get(n, self.rate_groups.get(n.split("_")[0], self.learning_rate))
+            self.rate_groups.get(n, self.rate_groups.get(term_prefix(n), self.learning_rate))
             for n in names
         ]
+
+
+def term_prefix(name: str) -> str:
+    """The term of a parameter name (``b`` of ``b_A``, ``W`` of ``W_AX``)."""
+    return name.split("_")[0]
+
+
+def group_keys(names) -> set[str]:
+    """Keys a learning-rate group may have for these parameters: a name or a term prefix."""
+    return {*names, *(term_prefix(n) for n in names)}
 
 
 def _training(raw: dict, models: dict[str, ModelSpec], fail) -> Training:
@@ -597,9 +607,9 @@ def _training(raw: dict, models: dict[str, ModelSpec], fail) -> Training:
         )
     )
     names = {n for m in models.values() for n in m.param_names}
-    prefixes = {n.split("_")[0] for n in names}
+    keys = group_keys(names)
     for key in groups:
-        if key not in names and key not in prefixes:
+        if key not in keys:
             fail(
                 f"training.learning_rate.groups.{key}",
                 f"matches no parameter of any model (parameters {sorted(names)})",

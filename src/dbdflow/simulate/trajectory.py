@@ -1,12 +1,8 @@
 """Numba kernels for one lattice trajectory; ``dbdflow.simulate.ssa`` documents the semantics.
 
-Data structures (per trajectory, O(sites) memory). Work: O(1) per hop attempt (O(d) on an edge
-site in the paper's in-lattice mode); per unimolecular event O(R) for R unimolecular rules
-(``_schedule`` sums every propensity) plus the parent draw of ``_parent``: O(1) from a list, and
-O(d) to find a free neighbour for a second product. In the paper semantics a blocked
-two-product event draws up to 20 parents, and in 2D/3D every parent draw is the plane -> row ->
-site rejection loop: O(1) expected for a dense species, but for a species with a single particle
-an expected n_planes + n_rows_per_plane + n_per_row draws, O(L) for side length L.
+Data structures (per trajectory, O(sites) memory; the cost of hops and events is stated in
+``dbdflow.simulate.ssa``: ``_schedule`` sums the unimolecular propensities, ``_parent`` draws a
+parent from a list or, paper item 6, by the plane -> row -> site rejection loop):
 
 * ``state[site]``: species code, 0 empty.
 * ``occ[:n_occ]``: the occupied sites, ``opos[site]`` the position of a site in ``occ``. A sweep
