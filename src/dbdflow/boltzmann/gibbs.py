@@ -4,8 +4,9 @@ Many independent chains run at once; a chain is a row of joint states ``x`` (n_u
 (visible sites, hidden units, and the dummy unit of :mod:`dbdflow.boltzmann.mrf`). A *sweep*
 updates every unit once from p(x_u | rest), class by class of the model's colouring: for layered
 models (RBMs, deep BMs) these are the two blocks of alternate layers (block Gibbs: v | h, then
-h | v), for chains with 3-site cliques three or four chromatic classes. Units of one class are
-conditionally independent, so the sweep is an exact block Gibbs step.
+h | v), for chains with 3-site cliques three to five chromatic classes (greedy colouring of a
+ring of n sites: 3 if 3 | n, 5 if n ≡ 2 mod 3, 4 otherwise; 3 on open chains). Units of one
+class are conditionally independent, so the sweep is an exact block Gibbs step.
 
 Modes: k sweeps from random states (:func:`random_state` + :func:`sweep`), k sweeps from data
 (CD-k, :func:`data_state`), and persistent chains (PCD: keep the :class:`GibbsState` between calls).

@@ -141,10 +141,14 @@ def gradient(model, traj, dmu, weights, *, l2=0.0, theta_bar=0.0, stop=0, out=No
         raise ValueError(f"stop must be a data step in 0..{n_times - 1}, got {stop!r}")
     if not l2 >= 0:
         raise ValueError(f"l2 must be >= 0, got {l2!r}")
-    density = dmu + (2.0 * l2) * (theta - theta_bar) if l2 else dmu
-    w = weights[None, :, None]
-    source = w * np.where(w != 0, density, 0.0)  # NaN moments outside the window stay out
     nonzero = np.flatnonzero(weights)
+    # the source only where w ≠ 0 (NaN moments outside the window stay out)
+    density = dmu[:, nonzero]
+    if l2:
+        bar = np.broadcast_to(theta_bar, theta.shape)[:, nonzero]
+        density = density + (2.0 * l2) * (theta[:, nonzero] - bar)
+    source = np.zeros_like(theta)
+    source[:, nonzero] = weights[None, nonzero, None] * density
     last = int(nonzero[-1]) if nonzero.size else -1
     a, b = SCHEMES[traj.scheme]
     h = traj.dt / traj.substeps

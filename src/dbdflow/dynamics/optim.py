@@ -163,6 +163,7 @@ class Adam(_Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.m = self.v = np.zeros(0)
         self._active = None
+        self._new = np.empty((3, 0))  # scratch of the one-pass update
 
     def load_state(self, state) -> None:
         super().load_state(state)
@@ -187,7 +188,7 @@ class Adam(_Optimizer):
         else:
             sumsq, bad, grown = _scan_mark_at(grad, nonzero, touched, active, n)
         if grown > n:  # keep the active set sorted: the update then walks memory in order
-            active[:grown].sort()
+            active[:grown].sort(kind="stable")  # a sorted run plus a short tail: a merge
         self._active[2] = grown
         return sumsq, bad
 
@@ -195,6 +196,8 @@ class Adam(_Optimizer):
         """One update; ``nonzero``: distinct indices outside which ``grad`` is 0 (None: any)."""
         grad, _, factor = self._check(u, grad, nonzero)
         _, active, n = self._active
+        if self._new.shape[1] < n:
+            self._new = np.empty((3, max(n, 2 * self._new.shape[1])))
         bad = _adam(
             u,
             grad,
@@ -206,8 +209,9 @@ class Adam(_Optimizer):
             self.beta1,
             self.beta2,
             self.eps,
-            1 - self.beta1**self.t,
-            1 - self.beta2**self.t,
+            1.0 / (1 - self.beta1**self.t),
+            1.0 / np.sqrt(1 - self.beta2**self.t),
+            self._new,
         )
         self._spoiled(u, bad)
         return u
@@ -302,29 +306,32 @@ def _scan_mark_at(grad, index, touched, active, n_active):
 
 
 @numba.njit(cache=True)
-def _adam_one(u, grad, m, v, i, rates, factor, b1, b2, eps, c1, c2):
-    """(new m, v, u) of coefficient i: the dense formula's operations, in the same order."""
+def _adam_one(u, grad, m, v, i, rates, factor, b1, b2, eps, inv_c1, inv_sqrt_c2):
+    """(new m, v, u) of coefficient i: u − lr (m/c₁) / (√v/√c₂ + ε), the bias corrections
+    c₁ = 1 − β₁^t, c₂ = 1 − β₂^t folded into two scalars (one square root and one division per
+    coefficient; the kernel is bound by their throughput)."""
     g = grad[i]
     if factor != 1.0:
         g = g * factor
     mi = b1 * m[i] + (1 - b1) * g
     vi = b2 * v[i] + (1 - b2) * g * g
-    m_hat = mi / c1
-    v_hat = vi / c2
-    return (
-        mi,
-        vi,
-        u[i] - (rates[0] if rates.size == 1 else rates[i]) * m_hat / (np.sqrt(v_hat) + eps),
-    )
+    rate = rates[0] if rates.size == 1 else rates[i]
+    return mi, vi, u[i] - rate * (mi * inv_c1) / (np.sqrt(vi) * inv_sqrt_c2 + eps)
 
 
 @numba.njit(cache=True)
-def _adam(u, grad, m, v, active, rates, factor, b1, b2, eps, c1, c2):
-    """Adam on the active coefficients; returns −1, or (changing nothing) the first active
-    coefficient whose new u would be non-finite."""
-    for i in active:
-        if not np.isfinite(_adam_one(u, grad, m, v, i, rates, factor, b1, b2, eps, c1, c2)[2]):
-            return i
-    for i in active:
-        m[i], v[i], u[i] = _adam_one(u, grad, m, v, i, rates, factor, b1, b2, eps, c1, c2)
+def _adam(u, grad, m, v, active, rates, factor, b1, b2, eps, inv_c1, inv_sqrt_c2, new):
+    """Adam on the active coefficients in one pass: the new (m, v, u) go to the scratch ``new``
+    (3, ≥ n_active) and are committed only if every new u is finite; returns −1, or (changing
+    nothing) the first active coefficient whose new u would be non-finite."""
+    for j in range(active.size):
+        mi, vi, ui = _adam_one(
+            u, grad, m, v, active[j], rates, factor, b1, b2, eps, inv_c1, inv_sqrt_c2
+        )
+        if not np.isfinite(ui):
+            return active[j]
+        new[0, j], new[1, j], new[2, j] = mi, vi, ui
+    for j in range(active.size):
+        i = active[j]
+        m[i], v[i], u[i] = new[0, j], new[1, j], new[2, j]
     return -1
