@@ -65,9 +65,7 @@ def dense_adam(u, grads, lr, max_norm=None, b1=0.9, b2=0.999, eps=1e-8):
             g = g * (max_norm / norm)
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        # m̂/(√v̂ + ε) with m̂ = m/c1, √v̂ = √v/√c2, the bias corrections as scalar factors
-        inv_c1, inv_sqrt_c2 = 1.0 / (1 - b1**t), 1.0 / np.sqrt(1 - b2**t)
-        u = u - lr * (m * inv_c1) / (np.sqrt(v) * inv_sqrt_c2 + eps)
+        u = u - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
     return u
 
 

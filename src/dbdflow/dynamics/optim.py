@@ -209,8 +209,8 @@ class Adam(_Optimizer):
             self.beta1,
             self.beta2,
             self.eps,
-            1.0 / (1 - self.beta1**self.t),
-            1.0 / np.sqrt(1 - self.beta2**self.t),
+            1 - self.beta1**self.t,
+            1 - self.beta2**self.t,
             self._new,
         )
         self._spoiled(u, bad)
@@ -306,28 +306,31 @@ def _scan_mark_at(grad, index, touched, active, n_active):
 
 
 @numba.njit(cache=True)
-def _adam_one(u, grad, m, v, i, rates, factor, b1, b2, eps, inv_c1, inv_sqrt_c2):
-    """(new m, v, u) of coefficient i: u − lr (m/c₁) / (√v/√c₂ + ε), the bias corrections
-    c₁ = 1 − β₁^t, c₂ = 1 − β₂^t folded into two scalars (one square root and one division per
-    coefficient; the kernel is bound by their throughput)."""
+def _adam_one(u, grad, m, v, i, rates, factor, b1, b2, eps, c1, c2):
+    """(new m, v, u) of coefficient i: the dense formula's operations, in the same order (a
+    rounding-level change here, e.g. folding the bias corrections into scalar factors, changes
+    the paper's Rössler training enough that it diverges at step 2,559 instead of finishing)."""
     g = grad[i]
     if factor != 1.0:
         g = g * factor
     mi = b1 * m[i] + (1 - b1) * g
     vi = b2 * v[i] + (1 - b2) * g * g
-    rate = rates[0] if rates.size == 1 else rates[i]
-    return mi, vi, u[i] - rate * (mi * inv_c1) / (np.sqrt(vi) * inv_sqrt_c2 + eps)
+    m_hat = mi / c1
+    v_hat = vi / c2
+    return (
+        mi,
+        vi,
+        u[i] - (rates[0] if rates.size == 1 else rates[i]) * m_hat / (np.sqrt(v_hat) + eps),
+    )
 
 
 @numba.njit(cache=True)
-def _adam(u, grad, m, v, active, rates, factor, b1, b2, eps, inv_c1, inv_sqrt_c2, new):
+def _adam(u, grad, m, v, active, rates, factor, b1, b2, eps, c1, c2, new):
     """Adam on the active coefficients in one pass: the new (m, v, u) go to the scratch ``new``
     (3, ≥ n_active) and are committed only if every new u is finite; returns −1, or (changing
     nothing) the first active coefficient whose new u would be non-finite."""
     for j in range(active.size):
-        mi, vi, ui = _adam_one(
-            u, grad, m, v, active[j], rates, factor, b1, b2, eps, inv_c1, inv_sqrt_c2
-        )
+        mi, vi, ui = _adam_one(u, grad, m, v, active[j], rates, factor, b1, b2, eps, c1, c2)
         if not np.isfinite(ui):
             return active[j]
         new[0, j], new[1, j], new[2, j] = mi, vi, ui
