@@ -62,6 +62,41 @@ def test_shipped_configs_all_load():
             "models.pair",
             "closure baseline",
         ),
+        (
+            lambda c: c["models"]["visible"].update(training={"learning_rat": 0.1}),
+            "models.visible.training",
+            "learning_rat",
+        ),
+        (
+            lambda c: c["models"]["visible"].update(training={"steps": -1}),
+            "models.visible.training.steps",
+            "minimum",
+        ),
+        (
+            lambda c: c["models"]["visible"]["dynamics"].update(prior="magic"),
+            "models.visible.dynamics.prior",
+            "maxent",
+        ),
+        (
+            lambda c: c["models"]["hidden"]["dynamics"].update(prior="maxent"),
+            "models.hidden.dynamics.prior",
+            "family chain",
+        ),
+        (
+            lambda c: c["models"]["visible"]["dynamics"].update(
+                prior="maxent", coords=["b_A", "J_AA"], margin=1.0
+            ),
+            "models.visible.dynamics.prior",
+            "all parameters",
+        ),
+        (
+            lambda c: (
+                c["models"]["visible"]["dynamics"].update(prior="maxent"),
+                c.update(reactions=["A -> A + A @ 1.0"]),
+            ),
+            "models.visible.dynamics.prior",
+            "birth",
+        ),
     ],
 )
 def test_bad_fields_are_named(tmp_path, edit, field, words):
@@ -81,3 +116,18 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "x.yaml").write_text("lattice: [unclosed")
     with pytest.raises(config.ConfigError, match=r"x\.yaml: not valid YAML"):
         config.load(tmp_path / "x.yaml")
+
+
+def test_a_model_overrides_training_keys_and_its_view_carries_them():
+    cfg = base()
+    cfg["models"]["visible"]["training"] = {"learning_rate": 0.002, "steps": 300}
+    exp = config.from_dict(cfg)
+    own, shared = exp.training_for("visible"), exp.training_for("hidden")
+    assert (own.learning_rate, own.steps) == (0.002, 300)
+    assert (shared.learning_rate, shared.steps) == (exp.training.learning_rate, exp.training.steps)
+    assert own.window == shared.window  # inherited
+    view = exp.view("visible")
+    assert "training" not in view["models"]["visible"] and view["training"]["steps"] == 300
+    assert config.from_dict(view).training == own
+    with pytest.raises(config.ConfigError, match="unknown"):
+        exp.training_for("unknown")

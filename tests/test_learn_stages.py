@@ -275,3 +275,42 @@ def test_learning_rate_groups():
     exp = config.from_dict(cfg)
     assert exp.training.rates(("b_A", "W_AX", "b_X")) == [0.8, 0.05, 0.3]
     assert exp.training.rates(("b_A", "J_AA", "K_AAA")) == [0.8, 0.1, 0.1]
+
+
+def test_maxent_prior_is_where_training_starts(tiny, tmp_path):
+    """``prior: maxent``: with 0 steps the stored F is the closure's Hermite interpolant (exact
+    at the vertices), and training moves on from there."""
+    from dbdflow.evaluate.maxent import MaxEntClosure
+
+    cfg, root, _ = tiny
+    out = tmp_path / "models"
+    stages.fit_initial(cfg, root / "moments" / "train.h5", "visible", "train", out / "i.h5")
+
+    def variant(steps, substeps=1):
+        def edit(c):
+            c["training"]["steps"] = steps
+            c["models"]["visible"]["dynamics"].update(
+                prior="maxent", smoothness=1e-6, substeps=substeps
+            )
+
+        return write_config(tmp_path, f"prior{steps}_{substeps}", edit)
+
+    args = (root / "moments" / "train.h5", out / "i.h5", "visible")
+    with pytest.raises(config.ConfigError, match=r"dynamics\.substeps: .* unstable") as err:
+        stages.train(variant(4), *args, out / "unstable.h5")  # p = 0.2, data step 0.02: stiff
+    assert not (out / "unstable.h5").exists()
+    need = int(str(err.value).rsplit(">= ", 1)[1])
+    stages.train(variant(0, need), *args, out / "zero.h5")
+    stages.train(variant(4, need), *args, out / "four.h5")
+    zero, four = io.read_dynamics(out / "zero.h5"), io.read_dynamics(out / "four.h5")
+    exp = config.load(variant(0, need))
+    closure = MaxEntClosure(
+        exp.model("visible").param_names, exp.species, exp.network, exp.lattice, exp.dt
+    )
+    dyn_model = model_from_functions(zero["functions"])
+    vertices = dyn_model.grids[0].vertices()
+    np.testing.assert_allclose(
+        dyn_model.rhs(zero["u"], vertices), closure.rhs(vertices), rtol=1e-10, atol=1e-8
+    )
+    assert not np.array_equal(four["u"], zero["u"])
+    assert four["log"]["roughness"][0] == 0.0 and four["log"]["roughness"][-1] > 0.0

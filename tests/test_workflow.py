@@ -83,7 +83,7 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         dyn = io.read_dynamics(out / f"models/{model}/dynamics.h5")
         assert dyn["attrs"]["model"] == model and dyn["theta"].shape[:2] == (3, 11)
         assert io.read_initial(out / f"models/{model}/initial_test.h5")["theta0"].shape[0] == 2
-    names = ["visible", "hidden", "mean_field", "pair"]
+    names = ["visible", "hidden", "mean_field", "pair", "maxent"]
     for name in names:
         table = (out / f"eval/{name}.csv").read_text().splitlines()
         assert table[0].startswith("ic,time,observable,component,order,data_mean")
@@ -105,10 +105,16 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     again = snakemake(tmp_path, "--configfile", str(tiny), "-n", "--quiet")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
     # a change reruns only what reads it: training -> both models' learning, not the simulations;
-    # one model's grid -> that model alone
+    # one model's grid or its own training keys -> that model alone
     for old, new, rerun, kept in (
         ("steps: 12", "steps: 14", {"visible/dynamics", "hidden/dynamics"}, {"sims/", "moments/"}),
         ("spacing: 0.5}", "spacing: 0.4}", {"visible/dynamics"}, {"sims/", "hidden/"}),
+        (
+            "  visible:\n",
+            "  visible:\n    training: {learning_rate: 0.01}\n",
+            {"visible/dynamics"},
+            {"sims/", "hidden/"},
+        ),
     ):
         changed = tmp_path / "changed.yaml"
         assert old in tiny.read_text()

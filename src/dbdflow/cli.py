@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--config", required=True)
     e.add_argument("--moments", required=True, help="moments file of the test split (.h5)")
     e.add_argument(
-        "--name", required=True, help="model name (config section models), mean_field or pair"
+        "--name",
+        required=True,
+        help="model name (config section models) or closure baseline: mean_field, pair, maxent",
     )
     e.add_argument("--initial", help="θ(t0) of the test split (models only, .h5)")
     e.add_argument("--dynamics", help="learned dynamics (models only, .h5)")

@@ -23,7 +23,7 @@ SPLITS = ("train", "test")
 
 
 # names of the closure baselines (dbdflow.evaluate.closures.CLOSURES), reserved in `models`
-BASELINE_NAMES = ("mean_field", "pair")
+BASELINE_NAMES = ("mean_field", "pair", "maxent")
 
 
 class ConfigError(ValueError):
@@ -73,6 +73,12 @@ class Experiment:
     source: str = "<config>"
     models: dict[str, ModelSpec] = field(default_factory=dict)
     training: Training | None = None
+    model_training: dict[str, Training] = field(default_factory=dict)
+
+    def training_for(self, name: str) -> Training | None:
+        """The training settings of model ``name``: ``training`` with its own overrides."""
+        self.model(name)
+        return self.model_training.get(name, self.training)
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
@@ -102,10 +108,11 @@ class Experiment:
     def view(self, part: str) -> dict:
         """The config a stage needs, as a raw mapping (``from_dict`` of it gives that stage the
         same results as the whole config): ``"simulation"`` drops ``models``, ``training`` and
-        ``sweep`` (simulations and moments); a model name keeps only that model, and of
-        ``training`` the rate groups and L2 targets that name its parameters (learning and
-        evaluation of that model). The workflow gives each rule its view, so changing one
-        model or the training reruns neither the simulations nor the other models."""
+        ``sweep`` (simulations and moments); a model name keeps only that model, its training
+        overrides merged into ``training``, and of ``training`` the rate groups and L2 targets
+        that name its parameters (learning and evaluation of that model). The workflow gives
+        each rule its view, so changing one model or the training reruns neither the
+        simulations nor the other models."""
         raw = {k: copy.deepcopy(v) for k, v in self.raw.items() if k != "sweep"}
         if part == "simulation":
             raw.pop("models", None)
@@ -114,6 +121,7 @@ class Experiment:
         names = self.model(part).param_names
         keys = group_keys(names)
         raw["models"] = {part: raw["models"][part]}
+        raw["training"].update(raw["models"][part].pop("training", {}))
         tr = raw["training"]
         rate = tr["learning_rate"]
         if isinstance(rate, dict):
@@ -201,6 +209,11 @@ def from_dict(data: Any, source: str = "<config>") -> Experiment:
         name: _model(name, spec, raw, lattice, sch, fail) for name, spec in raw["models"].items()
     }
     training = _training(raw, models, fail)
+    model_training = {
+        name: _training(_model_training(raw, name, sch, source), models, fail)
+        for name, spec in raw["models"].items()
+        if spec.get("training")
+    }
     return Experiment(
         name=raw["experiment"],
         seed=raw["seed"],
@@ -219,6 +232,7 @@ def from_dict(data: Any, source: str = "<config>") -> Experiment:
         source=source,
         models=models,
         training=training,
+        model_training=model_training,
     )
 
 
@@ -265,6 +279,19 @@ def _initial(spec: dict, species: list[str], lattice: Lattice, fail) -> Initial:
     return Initial(kind, params=params)
 
 
+def _model_training(raw: dict, name: str, sch: dict, source: str) -> dict:
+    """``raw`` with ``training`` replaced by that of model ``name`` (its ``training`` keys over
+    the top-level ones), validated against the training schema."""
+    merged = {**raw["training"], **raw["models"][name]["training"]}
+    sub = {"$defs": sch.get("$defs", {}), **sch["properties"]["training"]}
+    errors = sorted(jsonschema.Draft202012Validator(sub).iter_errors(merged), key=_error_order)
+    if errors:
+        at = f"models.{name}.training"
+        lines = [f"{source}: {at}{_suffix(e.absolute_path)}: {_message(e)}" for e in errors]
+        raise ConfigError("invalid config\n  " + "\n  ".join(lines))
+    return {**raw, "training": merged}
+
+
 def _fill_defaults(node: Any, sch: dict, root: dict) -> None:
     """Insert schema defaults for missing keys, recursively (as Snakemake's validate does)."""
     if "$ref" in sch:
@@ -280,6 +307,11 @@ def _fill_defaults(node: Any, sch: dict, root: dict) -> None:
             node[key] = copy.deepcopy(sub["default"])
         if key in node:
             _fill_defaults(node[key], sub, root)
+
+
+def _suffix(path) -> str:
+    """``_field`` as a continuation of an outer field ('' for the top level)."""
+    return "" if not path else "." + _field(path)
 
 
 def _field(path) -> str:
@@ -316,6 +348,7 @@ class GridSpec:
     scheme: str
     substeps: int
     smoothness: float = 0.0
+    prior: str = "none"
 
 
 @dataclass(frozen=True)
@@ -476,6 +509,9 @@ def _model(name: str, spec: dict, raw: dict, lattice: Lattice, sch: dict, fail) 
         else per_coord("margin", dyn["margin"])
     )
 
+    if dyn["prior"] == "maxent":
+        _check_maxent(raw, family, names, coords, lattice, f"{at}.dynamics.prior", fail)
+
     ini = spec["initial"]
     method = ini["method"]
     for key in ("values", "start"):
@@ -541,10 +577,27 @@ def _model(name: str, spec: dict, raw: dict, lattice: Lattice, sch: dict, fail) 
             dyn["scheme"],
             int(dyn["substeps"]),
             float(dyn["smoothness"]),
+            dyn["prior"],
         ),
         asleep=AsleepSpec(mode, int(asl["sweeps"]), int(asl["chains"]), asl["hidden"]),
         needs_states=needs_states,
     )
+
+
+def _check_maxent(raw, family, names, coords, lattice, field, fail) -> None:
+    """``prior: maxent`` needs a chain over all its parameters and a local process."""
+    from dbdflow.evaluate.closures import Process
+    from dbdflow.evaluate.maxent import check_process
+    from dbdflow.simulate import ReactionNetwork
+
+    if family != "chain" or lattice.ndim != 1:
+        fail(field, f"maxent needs family chain on a 1D lattice, not {family!r}")
+    if sorted(coords) != sorted(names):
+        fail(field, f"maxent needs F over all parameters {list(names)}, got coords {list(coords)}")
+    network = ReactionNetwork.parse(raw["species"], raw["reactions"])
+    unsupported = check_process(Process.build(network, lattice, raw["dt"], raw["semantics"]))
+    if unsupported:
+        fail(field, f"maxent covers hops, collisions and in-place reactions, not {unsupported}")
 
 
 def _group_couple(pairs):

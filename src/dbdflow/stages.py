@@ -373,18 +373,48 @@ def _grid(spec, theta0: np.ndarray, model_names):
     return HermiteGrid(lower - pad, upper + pad, n_cells), coords
 
 
+# Real-axis stability limits of the explicit schemes (h|λ| for dθ/dt = λθ, λ < 0).
+STABILITY = {"euler": 2.0, "rk4": 2.785}
+
+
+def _prior(exp, spec, dyn_model, coords, theta0, data_dt) -> np.ndarray | None:
+    """Coefficients of the configured prior F⁰ (``models.<m>.dynamics.prior``), None for none.
+    The max-ent closure is stiff in dense clustered states: a step that is unstable for it at
+    some training θ(t0) is a config error naming the substeps it needs."""
+    if spec.dynamics.prior == "none":
+        return None
+    from dbdflow.evaluate.maxent import MaxEntClosure
+
+    closure = MaxEntClosure(
+        spec.param_names, exp.species, exp.network, exp.lattice, exp.dt, exp.semantics
+    )
+    dyn = spec.dynamics
+    radius = float(closure.stiffness(theta0).max())
+    need = int(np.ceil(data_dt * radius / STABILITY[dyn.scheme]))
+    if need > dyn.substeps:
+        raise config_mod.ConfigError(
+            f"{exp.source}: models.{spec.name}.dynamics.substeps: the max-ent prior has "
+            f"Jacobian eigenvalues up to {radius:.0f} per unit time at the training θ(t0); "
+            f"{dyn.scheme} with {dyn.substeps} substeps of the data step {data_dt:g} is unstable "
+            f"there, it needs substeps >= {need}"
+        )
+    log.info("train %s: F starts from the max-ent closure (stiffness %.0f)", spec.name, radius)
+    return closure.coefficients(dyn_model, coords)
+
+
 def _fingerprint(exp, spec, theta0, mom) -> str:
     """Identity of everything a checkpoint must agree with (the step count may grow)."""
     import hashlib
     import json
 
+    view = exp.view(spec.name)  # the same for the whole config and the model's own view
     training = {
         k: v
-        for k, v in exp.raw["training"].items()
+        for k, v in view["training"].items()
         if k not in ("steps", "checkpoint_every", "log_every")
     }
     text = json.dumps(
-        [exp.name, exp.seed, exp.raw["models"][spec.name], training], sort_keys=True, default=str
+        [exp.name, exp.seed, view["models"][spec.name], training], sort_keys=True, default=str
     )
     digest = hashlib.sha256(text.encode())
     digest.update(np.ascontiguousarray(theta0).tobytes())
@@ -448,7 +478,9 @@ def train(
         )
     grid, coords = _grid(spec, theta0, names)
     dyn_model = DynamicsModel([grid] * len(names), [coords] * len(names))
-    tr = exp.training
+    times = mom["times"]
+    prior = _prior(exp, spec, dyn_model, coords, theta0, float(times[1] - times[0]))
+    tr = exp.training_for(model_name)
     window = algo.Window(**tr.window) if tr.window else algo.Window()
     settings = algo.Settings(
         steps=tr.steps,
@@ -464,6 +496,7 @@ def train(
         l2=tr.l2,
         theta_bar=np.array([tr.l2_target.get(n, 0.0) for n in names]),
         smoothness=spec.dynamics.smoothness,
+        prior=prior,
         scheme=spec.dynamics.scheme,
         substeps=spec.dynamics.substeps,
         checkpoint_every=tr.checkpoint_every,
@@ -482,7 +515,8 @@ def train(
         )
     fingerprint = _fingerprint(exp, spec, theta0, mom)
     ckpt = checkpoint_path(out)
-    state = algo.TrainState.fresh(np.zeros(dyn_model.n_coeffs), len(names))
+    start = np.zeros(dyn_model.n_coeffs) if prior is None else prior
+    state = algo.TrainState.fresh(start, len(names))
     if resume not in (False, True, "auto"):
         raise ValueError(f"resume must be False, True or 'auto', got {resume!r}")
     if resume and ckpt.exists():
@@ -546,7 +580,7 @@ def train(
         "dt": problem.dt,
         "sites": problem.sites,
         "steps": state.step,
-        "training": exp.raw["training"],
+        "training": exp.view(model_name)["training"],
         "model_config": exp.raw["models"][model_name],
         "config": exp.raw,
     }
@@ -644,7 +678,7 @@ def evaluate(
     if name in CLOSURES:
         if initial_path is not None or dynamics_path is not None:
             raise ValueError(f"evaluate {name}: a closure baseline takes no initial/dynamics file")
-        start = {k: mean[k][:, 0] for k in ("counts", "pairs")}
+        start = {k: v[:, 0] for k, v in mean.items()}
         pred = CLOSURES[name](
             exp.network, exp.lattice, exp.dt, start, times, semantics=exp.semantics
         )
@@ -662,8 +696,16 @@ def evaluate(
                 )
         if init["attrs"].get("split") != split:
             raise io.FormatError(f"{initial_path}: θ(t0) of split {init['attrs'].get('split')!r}")
-        theta, outside = predictions.integrate(dyn, init["theta0"], times)
+        theta, outside, substeps = predictions.integrate(dyn, init["theta0"], times)
+        if np.any(substeps < 0):
+            log.warning(
+                "evaluate %s: the solution did not converge to %g for test ICs %s",
+                name,
+                predictions.STEP_TOL,
+                np.flatnonzero(substeps < 0).tolist(),
+            )
         extra["family"] = {name: spec.family}
+        extra["substeps"] = {name: substeps.tolist()}
         extra["outside_evaluations"] = {name: int(outside.sum())}
         one_species_1d = exp.lattice.ndim == 1 and len(exp.species) == 1
         if spec.family in config_mod.EXACT_FAMILIES and one_species_1d:

@@ -166,3 +166,43 @@ def test_smoothness_fills_in_unvisited_cells():
             assert not any(state.log["roughness"])
     assert errors[0.0] > 1.0  # F ≈ 0 where no trajectory went: wrong by γ|θ| there
     assert errors[1e-6] < 0.02  # the affine law, continued (measured: 3e-5 to 1e-2 with lr, λ)
+
+
+def test_prior_fills_in_unvisited_cells_and_only_the_correction_is_penalised():
+    """dθ/dt = −γθ³ seen only on θ ∈ [0.5, 1]. With the penalty alone F continues affinely into
+    [−1, 0.25] (wrong: the law is cubic); with a prior F⁰ = −γθ³ + 0.3 the learned correction
+    F − F⁰ = −0.3 is affine, so its continuation gives back the cubic law there."""
+    gamma, times = 2.0, np.linspace(0.0, 0.75, 16)
+    theta0 = np.array([[1.0]])
+
+    def awake(ics, steps, theta):  # θ(t) = θ0 / sqrt(1 + 2γθ0² t)
+        return (1.0 / np.sqrt(1.0 + 2 * gamma * times[steps]))[:, None]
+
+    def asleep(theta, ics, steps, rng):
+        return theta
+
+    grid = HermiteGrid([-1.0], [1.0], [8])
+    model = DynamicsModel([grid], [(0,)])
+    prior = model.interpolate(
+        [lambda x: np.column_stack([-gamma * x[:, 0] ** 3 + 0.3, -3 * gamma * x[:, 0] ** 2])]
+    )
+    probe = np.linspace(-1.0, 0.25, 11)[:, None]
+    errors = {}
+    for name, u0 in (("none", None), ("prior", prior)):
+        problem = Problem(times, theta0, awake, asleep, ("theta",))
+        s = Settings(steps=3000, learning_rate=0.05, smoothness=1e-6, prior=u0)
+        start = np.zeros(model.n_coeffs) if u0 is None else u0
+        state = train(
+            problem,
+            model,
+            s,
+            lambda k: np.random.default_rng(k),
+            TrainState.fresh(start, 1),
+            progress=False,
+        )
+        visited = np.linspace(0.55, 0.95, 9)[:, None]
+        fit = np.abs(grid.evaluate(state.u, visited) + gamma * visited[:, 0] ** 3).max()
+        assert fit < (0.15 if u0 is None else 1e-3)  # the affine bias of the penalty alone
+        errors[name] = np.abs(grid.evaluate(state.u, probe) + gamma * probe[:, 0] ** 3).max()
+    assert errors["none"] > 1.0  # measured 2.1: the affine continuation of a cubic
+    assert errors["prior"] < 1e-3  # measured 3e-6

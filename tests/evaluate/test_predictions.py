@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dbdflow.boltzmann import chain, chain_rbm, exact_moments, exact_sample
-from dbdflow.dynamics import HermiteGrid
+from dbdflow.dynamics import HermiteGrid, solve
 from dbdflow.evaluate import predictions
 from dbdflow.moments.observables import observables
 from dbdflow.simulate import Lattice
@@ -111,12 +111,42 @@ def test_integrate_follows_constant_learned_rates_and_counts_excursions():
     dyn = constant_dynamics([0.5, -1.0], [-1, -1], [1, 1], [2, 2], dt=0.1)
     times = np.arange(6) * 0.1
     theta0 = np.array([[0.0, 0.0], [0.9, 0.2]])
-    theta, outside = predictions.integrate(dyn, theta0, times)
+    theta, outside, substeps = predictions.integrate(dyn, theta0, times)
     expected = theta0[:, None, :] + times[None, :, None] * np.array([0.5, -1.0])
     np.testing.assert_allclose(theta, expected, atol=1e-12)
     assert outside[0].sum() == 0 and outside[1].sum() > 0  # IC 1 leaves the box at b = 1
+    assert substeps.tolist() == [dyn["attrs"]["substeps"]] * 2  # exact at training's step
     with pytest.raises(ValueError, match="differs from training"):
         predictions.integrate(dyn, theta0, np.arange(3) * 0.2)
+
+
+def test_integrate_refines_the_step_where_the_learned_ode_is_stiff():
+    """dθ/dt = −cθ³ (a cubic: represented exactly) with c = 100 and one RK4 step of 0.01: from
+    θ0 = 1 the Jacobian −3cθ² = −300 is beyond RK4's stability limit, from θ0 = 0.1 it is not.
+    Each IC gets the substeps it needs and matches θ0/√(1 + 2cθ0²t)."""
+    c, dt = 100.0, 0.01
+    grid = HermiteGrid([-1.5], [1.5], [3])
+    u = grid.interpolate(lambda x: np.column_stack([-c * x[:, 0] ** 3, -3 * c * x[:, 0] ** 2]))
+    fn = {
+        "u": u,
+        "coords": np.arange(1),
+        "lower": grid.lower,
+        "upper": grid.upper,
+        "n_cells": grid.n_cells,
+    }
+    dyn = {
+        "functions": [fn],
+        "param_names": ("p0",),
+        "attrs": {"dt": dt, "scheme": "rk4", "substeps": 1},
+    }
+    times = np.arange(21) * dt
+    theta0 = np.array([[1.0], [0.1]])
+    theta, _, substeps = predictions.integrate(dyn, theta0, times)
+    exact = theta0[:, None, :] / np.sqrt(1 + 2 * c * theta0[:, None, :] ** 2 * times[None, :, None])
+    np.testing.assert_allclose(theta, exact, atol=5e-6)
+    assert substeps[1] == 1 and substeps[0] >= 4
+    coarse = solve(*predictions.dynamics_model(dyn), theta0, 20, dt, scheme="rk4", substeps=1)
+    assert not np.allclose(coarse.theta[0], exact[0], atol=1e-2)  # training's step alone fails
 
 
 def test_sampled_moments_match_exact_moments_within_their_standard_errors():

@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from dbdflow.config import from_dict
-from dbdflow.evaluate import CLOSURES, figure_files
+from dbdflow.evaluate import CLOSURES, closures_for, figure_files
 from dbdflow.profiles import mpi_launcher
 from dbdflow.sweep import points as sweep_points
 
@@ -30,7 +30,8 @@ RESULTS = "results/{exp}"
 MODELS = sorted({m for e in EXPS.values() for m in e.models})
 
 def eval_names(exp):
-    return [*EXPS[exp].models, *CLOSURES]
+    e = EXPS[exp]
+    return [*e.models, *closures_for(e.network, e.lattice, e.dt, e.semantics)]
 
 
 def _figures(e):

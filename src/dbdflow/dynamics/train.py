@@ -7,9 +7,11 @@ the current window [τ, τ + Δτ] of data steps,
 
 with w_n the quadrature weights of the window (:func:`~dbdflow.dynamics.adjoint.
 quadrature_weights`) and N = ``Problem.sites``, plus, with ``Settings.smoothness`` λ_s > 0, the
-roughness penalty λ_s Σ_k R(F_k) (mean Hessian energy of each F_k over its grid,
+roughness penalty λ_s Σ_k R(F_k − F⁰_k) (mean Hessian energy over its grid,
 :mod:`dbdflow.dynamics.roughness`), which fixes F where the training trajectories leave it
-undetermined. Since ∂KL/∂θ = μ̃(θ) − μ (asleep minus awake
+undetermined: there F is the prior F⁰ (coefficients ``Settings.prior``; 0 by default, e.g. the
+maximum-entropy closure of :mod:`dbdflow.evaluate.maxent`) plus an affine continuation of the
+learned correction. Since ∂KL/∂θ = μ̃(θ) − μ (asleep minus awake
 moments, eq. 31), the adjoint source at a data point is (μ̃ − μ)/N (+ 2λ_r(θ − θ̄), eq. 33).
 Dividing the extensive moments by N makes learning rates independent of the lattice size.
 
@@ -124,7 +126,8 @@ class Settings:
     """Hyperparameters of Algorithm 1 (config section ``training`` plus the model's scheme).
 
     ``learning_rate``: scalar or one rate per coefficient (:func:`~dbdflow.dynamics.optim.
-    group_rates`); ``theta_bar``: scalar or (K,) target of the L2 term; ``max_abs_theta``:
+    group_rates`); ``theta_bar``: scalar or (K,) target of the L2 term; ``prior``: None (0) or
+    the coefficients u⁰ that the roughness penalty measures F from; ``max_abs_theta``:
     |θ| beyond this counts as divergence.
     """
 
@@ -142,6 +145,7 @@ class Settings:
     l2: float = 0.0
     theta_bar: float | np.ndarray = 0.0
     smoothness: float = 0.0
+    prior: np.ndarray | None = None
     scheme: str = "rk4"
     substeps: int = 1
     checkpoint_every: int | None = None
@@ -275,6 +279,7 @@ def train(
     every = settings.checkpoint_every
     grad_u = SparseGradient(model.n_coeffs)
     penalties = model_roughness(model) if settings.smoothness > 0 else []
+    prior = np.zeros_like(u) if settings.prior is None else model.check_coeffs(settings.prior)
     for step in range(state.step, end_step):
         t_start = time.perf_counter()
         loss, window, outside = _step(
@@ -282,7 +287,7 @@ def train(
         )
         rough = 0.0
         for slices, penalty in penalties:
-            value, grad = penalty.value_and_gradient(np.stack([u[sl] for sl in slices]))
+            value, grad = penalty.value_and_gradient(np.stack([u[sl] - prior[sl] for sl in slices]))
             for sl, g in zip(slices, grad, strict=True):
                 grad_u.add(sl.start, settings.smoothness * g)
             rough += float(value.sum())

@@ -119,7 +119,7 @@ def mean_field(
     dict name -> float array (n_ic, n_times, …), or (n_times, …) for unbatched ``initial``, for
     every name of ``observable_names(lattice)`` (counts, pairs; 1D: pairs_d2, strings2-4).
     """
-    process = _Process.build(network, lattice, dt, semantics)
+    process = Process.build(network, lattice, dt, semantics)
     counts, batched = _read_counts(initial, process)
     dens = counts / process.n_sites
     rho = np.concatenate([1.0 - dens.sum(axis=1, keepdims=True), dens], axis=1)
@@ -147,7 +147,7 @@ def pair_approximation(
     P(a, ∅) = ρ_a − Σ_b P(a, b); on reflecting lattices, where bonds see edge sites less often,
     a negative complement is set to 0.
     """
-    process = _Process.build(network, lattice, dt, semantics)
+    process = Process.build(network, lattice, dt, semantics)
     counts, batched = _read_counts(initial, process)
     bond_pairs = _read_pairs(initial, process, counts.shape[0], batched)
     times = _read_times(times)
@@ -159,7 +159,7 @@ def pair_approximation(
 
 
 @dataclass(frozen=True)
-class _Process:
+class Process:
     """Rate tables of the continuous-time lattice process (S = M + 1 states, 0 = empty)."""
 
     n_species: int
@@ -175,7 +175,7 @@ class _Process:
     paper: bool
 
     @classmethod
-    def build(cls, network, lattice, dt, semantics) -> _Process:
+    def build(cls, network, lattice, dt, semantics) -> Process:
         if not isinstance(network, ReactionNetwork):
             raise ValueError(f"network must be a ReactionNetwork, got {type(network).__name__}")
         if not isinstance(lattice, Lattice):
@@ -447,6 +447,3 @@ def _read_times(times) -> np.ndarray:
 
 def _unbatch(out: dict[str, np.ndarray], batched: bool) -> dict[str, np.ndarray]:
     return out if batched else {k: v[0] for k, v in out.items()}
-
-
-CLOSURES = {"mean_field": mean_field, "pair": pair_approximation}  # config.BASELINE_NAMES

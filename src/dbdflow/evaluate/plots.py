@@ -26,7 +26,11 @@ from matplotlib.figure import Figure
 from dbdflow.evaluate.metrics import ORDER_OBSERVABLES
 from dbdflow.io import atomic_path
 
-BASELINE_STYLE = {"mean_field": ("tab:gray", ":"), "pair": ("tab:brown", "--")}
+BASELINE_STYLE = {
+    "mean_field": ("tab:gray", ":"),
+    "pair": ("tab:brown", "--"),
+    "maxent": ("tab:olive", "-."),
+}
 MODEL_COLOURS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:cyan")
 DPI = 110
 

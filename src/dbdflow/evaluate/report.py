@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dbdflow.config import BASELINE_NAMES
 from dbdflow.evaluate import plots
 from dbdflow.evaluate.metrics import ORDER_OBSERVABLES
 from dbdflow.io import atomic_path
@@ -46,7 +47,7 @@ def _fmt(value) -> str:
 
 
 def metrics_table(
-    metrics: Mapping, baselines: Sequence[str] = ("mean_field", "pair"), n_species: int = 1
+    metrics: Mapping, baselines: Sequence[str] = BASELINE_NAMES, n_species: int = 1
 ) -> str:
     """Markdown table of the time-averaged RMSE per order (rows: models, then baselines; the
     smallest of each column in bold); several species pool counts over species and pairs over

@@ -1,0 +1,346 @@
+"""The maximum-entropy moment closure of a fully visible chain, and the prior it gives F.
+
+A chain Boltzmann machine p̃(v; θ) ∝ exp(Σ_k θ_k T_k(v)) (eq. 37, family ``chain``) has moments
+μ(θ) = ⟨T⟩_θ with Jacobian ∂μ/∂θ = Cov_θ(T) (eq. 25). If the lattice process were at every
+instant in the maximum-entropy state p̃(·; θ(t)), its moments would change at the rate
+⟨L T_k⟩_θ, L the process's generator: the moment equations (eq. 36) closed by the model's own
+higher moments. Asking μ(θ(t)) to follow them gives an autonomous θ dynamics,
+
+    dθ/dt = F_ME(θ) = Cov_θ(T)⁻¹ ⟨L T⟩_θ,
+
+the right-hand side for which the DBD (eqs. 26-27) *is* the maximum-entropy closure of its own
+moment equations. F_ME needs no data; it is the natural prior of a learned F (``prior: maxent``,
+training learns the correction F − F_ME, and the roughness penalty pulls towards F_ME where no
+trajectory passes) and a closure baseline in its own right (:func:`maxent_closure`, evaluated as
+``maxent`` next to mean field and the pair approximation: it closes the same moment equations by
+the maximum-entropy chain instead of the Kirkwood superposition).
+
+L is the continuous-time picture of one step Δt of :mod:`dbdflow.evaluate.closures` (its rate
+tables, :class:`~dbdflow.evaluate.closures.Process`): every ordered bond (a, b) turns into
+(a', b') at ``bond[a, b, a', b']`` (exchange hops and collisions, both directions) and every site
+a into a' at ``site[a, a']`` (in-place rules; creation per empty site). Births onto a neighbour
+and the paper's global creation rate are not local bond or site events and are not covered.
+
+Everything is per site of the infinite chain (translation invariant), so F_ME does not depend
+on N. The chain is a Markov chain of the pair states s_i = (v_i, v_{i+1}) with transfer matrix
+M[(a, b), (b, c)] = exp(Σ_k θ_k ι_k(a, b, c)), ι_k the increment of T_k when site c is appended
+after (a, b) (its field, its bond with b, its triple with a, b). With Perron eigenvalue λ and
+left/right eigenvectors l, r, a window of L ≥ 2 sites has probability
+
+    P(v_1 … v_L) = l[s_1] Π_{j<L-1} M[s_j, s_{j+1}] r[s_{L-1}] / (λ^{L-2} l·r),
+
+the moments per site are m_k = Σ P(a, b, c) ι_k(a, b, c) = ∂ln λ/∂θ_k, and Cov per site is
+∂m/∂θ (central differences, step ``COV_STEP``). A bond event on sites (2, 3) of a six-site window
+changes T through the triples ending at sites 2 … 5, all inside the window, so
+⟨L T⟩ per site = (B/N) Σ_w P(w) G_bond[w] + Σ_w P(w) G_site[w] with static tables G of the
+expected change rates of T given the window (B/N bonds per site, as in the closures).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from dbdflow.evaluate.closures import Process
+
+WINDOW = 6  # sites a bond event can reach through the triples of T
+COV_STEP = 1e-5  # central-difference step of Cov = ∂m/∂θ
+FD_STEP = 1e-2  # central-difference step of the vertex derivatives of the Hermite prior
+CHUNK = 4096
+SQUARINGS = 40  # Perron vectors by repeated squaring: exact once (λ₂/λ)^(2^40) underflows
+STEP_TOL = 1e-4  # θ agreement of step doublings in maxent_closure (counts: ≲ 3e-5 N)
+MAX_DOUBLINGS = 6
+_MAXENT_STATS = ("counts", "pairs", "strings3")  # the chain's sufficient statistics
+
+
+def maxent_closure(
+    network,
+    lattice,
+    dt: float,
+    initial,
+    times,
+    *,
+    semantics: str = "standard",
+    tol: float = STEP_TOL,
+) -> dict[str, np.ndarray]:
+    """Max-ent closure predictions of the observables' means at ``times`` (a closure baseline,
+    with the interface of :func:`~dbdflow.evaluate.closures.mean_field`; 1D, one species).
+
+    θ(t0) is the data's maximum-entropy chain (b, J, K): the chain on the lattice whose counts,
+    pairs and strings of three equal ``initial``'s (each (n_ic, 1) or (1,)); θ then follows
+    dθ/dt = F_ME(θ) by RK4 with n substeps per interval of ``times``, per IC n the power of two
+    with h ρ(∂F/∂θ(t0)) ≤ 1, doubled until successive solutions agree to ``tol`` in θ (at most
+    ``MAX_DOUBLINGS`` times; else the finest is kept); the observables are the chain's exact
+    means on the lattice (:func:`~dbdflow.evaluate.predictions.exact_observables`).
+    """
+    from dbdflow.boltzmann import chain
+    from dbdflow.evaluate import predictions
+
+    if lattice.ndim != 1 or network.n_species != 1:
+        raise ValueError("the max-ent closure needs one species on a 1D lattice")
+    species = network.species[0]
+    batched = np.ndim(initial["counts"]) == 2
+    start = {k: np.atleast_2d(np.asarray(initial[k], float))[:, None, :] for k in _MAXENT_STATS}
+    theta0 = predictions.maxent_theta(lattice.n_sites, lattice.boundary, species, start)[:, 0]
+    model = chain(lattice.n_sites, lattice.boundary, species=(species,))
+    closure = MaxEntClosure(model.param_names, (species,), network, lattice, dt, semantics)
+    times = np.asarray(times, dtype=np.float64)
+    theta = np.full((theta0.shape[0], times.size, 3), np.nan)
+    todo = np.flatnonzero(np.all(np.isfinite(theta0), axis=1))
+    theta[todo, 0] = theta0[todo]
+    if todo.size and times.size > 1:
+        step = float(np.max(np.diff(times)))
+        need = np.maximum(step * closure.stiffness(theta0[todo]), 1.0)
+        classes = 2 ** np.ceil(np.log2(need)).astype(np.int64)  # ICs solved by stiffness class
+        for substeps in np.unique(classes):
+            group = todo[classes == substeps]
+            coarse = _rk4(closure.rhs, theta0[group], times, int(substeps))
+            for _ in range(MAX_DOUBLINGS):
+                substeps *= 2
+                fine = _rk4(closure.rhs, theta0[group], times, int(substeps))
+                with np.errstate(invalid="ignore"):
+                    done = np.abs(fine - coarse).max(axis=(1, 2)) <= tol
+                theta[group[done]] = coarse[done]
+                group, coarse = group[~done], fine[~done]
+                if group.size == 0:
+                    break
+            theta[group] = coarse  # not converged: the finest solution
+    out = predictions.exact_observables(model, theta)
+    return out if batched else {k: v[0] for k, v in out.items()}
+
+
+def _rk4(rhs, theta0, times, substeps) -> np.ndarray:
+    """Classical RK4 of dθ/dt = rhs(θ) with ``substeps`` equal steps per interval of times."""
+    out = np.empty((theta0.shape[0], times.size, theta0.shape[1]))
+    out[:, 0] = theta = theta0
+    for n in range(times.size - 1):
+        h = (times[n + 1] - times[n]) / substeps
+        for _ in range(substeps):
+            k1 = rhs(theta)
+            k2 = rhs(theta + 0.5 * h * k1)
+            k3 = rhs(theta + 0.5 * h * k2)
+            theta = theta + h / 6 * (k1 + 2 * k2 + 2 * k3 + rhs(theta + h * k3))
+        out[:, n + 1] = theta
+    return out
+
+
+class MaxEntClosure:
+    """F_ME(θ) of a ``chain`` model (module docstring) on a lattice process.
+
+    ``names``: the chain's parameter names (``dbdflow.boltzmann.chain(...).param_names``, e.g.
+    ``("b_A", "J_AA", "K_AAA")``), ``species`` its species; the process is
+    ``Process.build(network, lattice, dt, semantics)``.
+    """
+
+    def __init__(self, names, species, network, lattice, dt, semantics="standard"):
+        self.names = tuple(names)
+        self.species = tuple(species)
+        process = Process.build(network, lattice, dt, semantics)
+        unsupported = check_process(process)
+        if unsupported:
+            raise ValueError(
+                f"the max-ent closure covers hops, collisions and in-place rules, not {unsupported}"
+            )
+        if tuple(network.species) != self.species:
+            raise ValueError(
+                f"the chain's species {self.species} differ from the network's "
+                f"{tuple(network.species)}"
+            )
+        self.n_states = len(self.species) + 1
+        self.increments = _increments(self.names, self.species)  # (K, S, S, S)
+        self.bonds_per_site = process.n_bonds / process.n_sites
+        self.gain = _gain_table(self.increments, process.bond, process.site, self.bonds_per_site)
+
+    @property
+    def n_params(self) -> int:
+        return len(self.names)
+
+    def window_probabilities(self, theta, length: int) -> np.ndarray:
+        """P(v_1 … v_L) of the infinite chain, float (n, S^L) (C order over v_1 … v_L)."""
+        theta = self._theta(theta)
+        m, left, right = self._perron(theta)
+        s = self.n_states
+        prob = left  # (n, S·S): (v1, v2)
+        for _ in range(length - 2):
+            # append a site c through M[(a, b), (b, c)]
+            head = prob.reshape(theta.shape[0], -1, s, s)  # (n, rest, a, b)
+            diag = np.einsum("nabbc->nabc", m.reshape(theta.shape[0], s, s, s, s))
+            prob = np.einsum("nrab,nabc->nrabc", head, diag).reshape(theta.shape[0], -1)
+        out = (prob.reshape(theta.shape[0], -1, s * s) * right[:, None, :]).reshape(
+            theta.shape[0], -1
+        )
+        return out / out.sum(axis=1, keepdims=True)  # the sum is λ^(L-2) l·r
+
+    def moments(self, theta) -> np.ndarray:
+        """Moments per site m_k = ⟨T_k⟩/N, float (n, K)."""
+        p3 = self.window_probabilities(theta, 3)
+        return p3 @ self.increments.reshape(self.n_params, -1).T
+
+    def covariance(self, theta) -> np.ndarray:
+        """Cov(T)/N = ∂m/∂θ per site, float (n, K, K) (central differences)."""
+        theta = self._theta(theta)
+        shifts = COV_STEP * np.concatenate([np.eye(self.n_params), -np.eye(self.n_params)])
+        m = self.moments((theta[None, :, :] + shifts[:, None, :]).reshape(-1, self.n_params))
+        m = m.reshape(2, self.n_params, theta.shape[0], self.n_params)  # (±, k, n, l)
+        cov = ((m[0] - m[1]) / (2 * COV_STEP)).transpose(1, 2, 0)  # [n, l, k] = ∂m_l/∂θ_k
+        return 0.5 * (cov + cov.transpose(0, 2, 1))
+
+    def generator(self, theta) -> np.ndarray:
+        """⟨L T_k⟩ per site, float (n, K): the moment equations closed by p̃(·; θ)."""
+        return self.window_probabilities(theta, WINDOW) @ self.gain
+
+    def rhs(self, theta) -> np.ndarray:
+        """F_ME(θ) = Cov⁻¹ ⟨L T⟩, float (n, K), in chunks of ``CHUNK`` points."""
+        theta = self._theta(theta)
+        out = np.empty_like(theta)
+        for start in range(0, theta.shape[0], CHUNK):
+            part = theta[start : start + CHUNK]
+            out[start : start + CHUNK] = np.linalg.solve(
+                self.covariance(part), self.generator(part)[..., None]
+            )[..., 0]
+        return out
+
+    def stiffness(self, theta) -> np.ndarray:
+        """Spectral radius of the Jacobian ∂F_ME/∂θ at each θ, float (n,) (central differences):
+        an explicit step h is stable near θ only if h times this is inside the scheme's
+        stability region."""
+        theta = self._theta(theta)
+        jac = np.empty((theta.shape[0], self.n_params, self.n_params))
+        for k in range(self.n_params):
+            up, down = theta.copy(), theta.copy()
+            up[:, k] += FD_STEP
+            down[:, k] -= FD_STEP
+            jac[:, :, k] = (self.rhs(up) - self.rhs(down)) / (2 * FD_STEP)
+        return np.abs(np.linalg.eigvals(jac)).max(axis=1)
+
+    def coefficients(self, model, coords) -> np.ndarray:
+        """Flat u of the Hermite interpolant of F_ME on every F_k of ``model`` (a
+        :class:`~dbdflow.dynamics.ode.DynamicsModel` whose F_k are over ``coords``, the indices
+        of all K parameters in some order). Vertex derivatives by central differences
+        (step ``FD_STEP``)."""
+        coords = tuple(int(c) for c in coords)
+        if sorted(coords) != list(range(self.n_params)):
+            raise ValueError(
+                f"the max-ent prior needs F over all parameters {self.names}, got coordinates "
+                f"{[self.names[c] for c in coords]}"
+            )
+        cache: dict[tuple, np.ndarray] = {}
+        funcs = []
+        for grid, k in zip(model.grids, range(model.n_params), strict=True):
+            key = grid.key()
+            if key not in cache:
+                cache[key] = _vertex_derivatives(self.rhs, grid.vertices(), coords)
+            funcs.append(lambda x, table=cache[key], k=k: table[:, :, k])
+        return model.interpolate(funcs)
+
+    def _theta(self, theta) -> np.ndarray:
+        theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+        if theta.ndim != 2 or theta.shape[1] != self.n_params:
+            raise ValueError(f"θ must have shape (n, {self.n_params}), got {theta.shape}")
+        return theta
+
+    def _perron(self, theta):
+        """Transfer matrices (n, S², S²) and their Perron left/right eigenvectors (positive)."""
+        s = self.n_states
+        phi = np.einsum("nk,kabc->nabc", theta, self.increments)
+        m = np.zeros((theta.shape[0], s, s, s, s))
+        for b in range(s):
+            m[:, :, b, b, :] = np.exp(phi[:, :, b, :] - phi.max(axis=(1, 2, 3))[:, None, None])
+        m = m.reshape(theta.shape[0], s * s, s * s)
+        return (m, *_perron_vectors(m))
+
+
+def check_process(process) -> list[str]:
+    """The events of ``process`` that the closure does not cover (births, paper creation)."""
+    out = [f"a birth of species code {p} onto a neighbour" for p, _, _, _ in process.births]
+    out += [f"the paper's global creation of species code {c}" for c, _ in process.creations]
+    return out
+
+
+def _perron_vectors(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right Perron vectors of each primitive non-negative m (n, k, k): m^(2^j) tends to
+    λ^(2^j) r lᵀ/(l·r), so repeated squaring (rescaled to max 1) gives r as its row sums and l as
+    its column sums; after ``SQUARINGS`` the rest decays as (λ₂/λ)^(2^SQUARINGS)."""
+    p = m / m.max(axis=(1, 2), keepdims=True)
+    for _ in range(SQUARINGS):
+        p = p @ p
+        p /= p.max(axis=(1, 2), keepdims=True)
+    return p.sum(axis=1), p.sum(axis=2)
+
+
+def _increments(names, species) -> np.ndarray:
+    """ι[k, a, b, c]: change of T_k when site c is appended after (a, b) (``models.chain``)."""
+    s = len(species) + 1
+    out = np.zeros((len(names), s, s, s))
+    for k, name in enumerate(names):
+        term, _, word = name.partition("_")
+        length = {"b": 1, "J": 2, "K": 3}.get(term)
+        codes = _word_codes(word, species)
+        if length is None or codes is None or len(codes) != length:
+            raise ValueError(f"{name!r} is not a chain parameter over species {species}")
+        for a, b, c in itertools.product(range(s), repeat=3):
+            if sorted((a, b, c)[3 - length :]) == codes:
+                out[k, a, b, c] = 1.0
+    return out
+
+
+def _word_codes(word, species) -> list[int] | None:
+    """Species codes (1..M, sorted) of a concatenated species word, or None."""
+    if not word:
+        return []
+    for code, name in enumerate(species, start=1):
+        if word.startswith(name):
+            rest = _word_codes(word[len(name) :], species)
+            if rest is not None:
+                return sorted([code, *rest])
+    return None
+
+
+def _delta_t(increments, before, after) -> np.ndarray:
+    """Change of T (K,) when window ``before`` becomes ``after`` (triples ending at 2 … 5)."""
+    out = np.zeros(increments.shape[0])
+    for j in range(2, WINDOW):
+        out += increments[:, after[j - 2], after[j - 1], after[j]]
+        out -= increments[:, before[j - 2], before[j - 1], before[j]]
+    return out
+
+
+def _gain_table(increments, bond, site, bonds_per_site) -> np.ndarray:
+    """G[w, k]: expected rate of change of T_k given window w (bond (2, 3), site 2)."""
+    s = bond.shape[0]
+    configs = list(itertools.product(range(s), repeat=WINDOW))
+    gain = np.zeros((len(configs), increments.shape[0]))
+    for i, w in enumerate(configs):
+        for a2, b2 in itertools.product(range(s), repeat=2):
+            rate = bond[w[2], w[3], a2, b2]
+            if rate:
+                after = (*w[:2], a2, b2, *w[4:])
+                gain[i] += bonds_per_site * rate * _delta_t(increments, w, after)
+        for a2 in range(s):
+            rate = site[w[2], a2]
+            if rate:
+                gain[i] += rate * _delta_t(increments, w, (*w[:2], a2, *w[3:]))
+    return gain
+
+
+def _vertex_derivatives(rhs, vertices, coords) -> np.ndarray:
+    """(n_vertices, 2^d, K): F and its mixed first derivatives at each vertex by central
+    differences, column s differentiating along the axes in bit set s (``HermiteGrid``)."""
+    n, d = vertices.shape
+    shifts = np.array(list(itertools.product((-1, 0, 1), repeat=d)), dtype=np.float64)
+    points = vertices[:, None, :] + FD_STEP * shifts[None, :, :]
+    theta = np.empty((n * shifts.shape[0], d))
+    theta[:, list(coords)] = points.reshape(-1, d)
+    values = rhs(theta).reshape(n, shifts.shape[0], -1)
+    index = {tuple(int(x) for x in row): i for i, row in enumerate(shifts)}
+    out = np.zeros((n, 1 << d, values.shape[2]))
+    for mask in range(1 << d):
+        axes = [a for a in range(d) if mask >> a & 1]
+        for signs in itertools.product((-1, 1), repeat=len(axes)):
+            offset = [0] * d
+            for a, sg in zip(axes, signs, strict=True):
+                offset[a] = sg
+            out[:, mask] += np.prod(signs) * values[:, index[tuple(offset)]]
+        out[:, mask] /= (2 * FD_STEP) ** len(axes)
+    return out
