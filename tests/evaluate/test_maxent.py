@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbdflow.boltzmann import chain, exact_covariance, exact_string_moments
+from dbdflow.boltzmann import chain, exact_covariance, exact_moments, exact_string_moments
 from dbdflow.dynamics import DynamicsModel, HermiteGrid
 from dbdflow.evaluate.closures import Process
 from dbdflow.evaluate.maxent import WINDOW, MaxEntClosure, maxent_closure
@@ -184,3 +184,45 @@ def test_maxent_closure_baseline_starts_at_the_data_and_follows_eq_36():
     np.testing.assert_allclose(same["strings4"][:, 0], prod["AAAA"], rtol=1e-6)
     with pytest.raises(ValueError, match="1D"):
         maxent_closure(network, Lattice((5, 5), "periodic"), dt, initial, times)
+
+
+def test_two_species_chain_against_exact_moments_and_a_brute_force_generator():
+    """Species A, B: every b, J, K multiset parameter; moments per site equal the exact ring's,
+    and ⟨L T⟩ on an 8-site ring (6561 states, every bond and site event) equals the window
+    formula with that ring's own 6-site marginals."""
+    species, n = ("A", "B"), 8
+    reactions = ["A + B -> 0 @ 0.3", "A -> B @ 0.5", "B + B -> A @ 0.2"]
+    network = ReactionNetwork.parse(list(species), reactions)
+    ring = chain(n, "periodic", species=species)
+    names = ring.param_names
+    theta = np.random.default_rng(5).uniform(-0.8, 0.8, len(names))
+    big = chain(300, "periodic", species=species)
+    me = MaxEntClosure(names, species, network, Lattice((300,), "periodic"), 0.01)
+    np.testing.assert_allclose(me.moments(theta)[0], exact_moments(big, theta) / 300, rtol=1e-9)
+
+    small = MaxEntClosure(names, species, network, Lattice((n,), "periodic"), 0.01)
+    process = Process.build(network, Lattice((n,), "periodic"), 0.01, "standard")
+    states = np.array(list(itertools.product(range(3), repeat=n)), dtype=np.int64)
+    stats = ring.statistics(states)
+    prob = np.exp(stats @ theta)
+    prob /= prob.sum()
+    drift = np.zeros((states.shape[0], len(names)))
+    for i in range(n):
+        j = (i + 1) % n
+        for a2, b2 in itertools.product(range(3), repeat=2):
+            rate = process.bond[states[:, i], states[:, j], a2, b2]
+            hit = np.flatnonzero(rate)
+            after = states[hit].copy()
+            after[:, i], after[:, j] = a2, b2
+            drift[hit] += rate[hit, None] * (ring.statistics(after) - stats[hit])
+        for a2 in range(3):
+            rate = process.site[states[:, i], a2]
+            hit = np.flatnonzero(rate)
+            after = states[hit].copy()
+            after[:, i] = a2
+            drift[hit] += rate[hit, None] * (ring.statistics(after) - stats[hit])
+    windows = np.zeros(3**WINDOW)
+    for i in range(n):
+        idx = states[:, [(i + k) % n for k in range(WINDOW)]] @ (3 ** np.arange(WINDOW)[::-1])
+        np.add.at(windows, idx, prob / n)
+    np.testing.assert_allclose(windows @ small.gain, prob @ drift / n, rtol=1e-10, atol=1e-12)
