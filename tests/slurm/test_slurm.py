@@ -174,7 +174,8 @@ SMALL = {
 }
 # Rules of the default pipeline and how many SLURM jobs each makes with SMALL: the 10 simulation
 # batches in one `sims` group job, one MPI job per split, fit_initial per model and split, ...
-SLURM_JOBS = {"sims": 1, "moments": 2, "fit_initial": 4, "train": 2, "evaluate": 4, "report": 1}
+# evaluate: 2 models + 3 baselines (mean_field, pair, maxent: 1D, one species)
+SLURM_JOBS = {"sims": 1, "moments": 2, "fit_initial": 4, "train": 2, "evaluate": 5, "report": 1}
 LOCAL_RULES = {"resolved_config", "config_view", "metrics"}
 
 
