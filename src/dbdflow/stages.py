@@ -699,7 +699,8 @@ def evaluate(
         theta, outside, substeps = predictions.integrate(dyn, init["theta0"], times)
         if np.any(substeps < 0):
             log.warning(
-                "evaluate %s: the solution did not converge to %g for test ICs %s",
+                "evaluate %s: step doubling did not converge to %g for test ICs %s; they keep "
+                "training's discretisation",
                 name,
                 predictions.STEP_TOL,
                 np.flatnonzero(substeps < 0).tolist(),

@@ -147,6 +147,11 @@ def test_integrate_refines_the_step_where_the_learned_ode_is_stiff():
     assert substeps[1] == 1 and substeps[0] >= 4
     coarse = solve(*predictions.dynamics_model(dyn), theta0, 20, dt, scheme="rk4", substeps=1)
     assert not np.allclose(coarse.theta[0], exact[0], atol=1e-2)  # training's step alone fails
+    # no convergence (tol 0): training's own discretisation, substeps reported negative
+    theta, outside, substeps = predictions.integrate(dyn, theta0, times, tol=0.0)
+    np.testing.assert_array_equal(theta, coarse.theta)
+    np.testing.assert_array_equal(outside, coarse.outside)
+    assert substeps.tolist() == [-1, -1]
 
 
 def test_sampled_moments_match_exact_moments_within_their_standard_errors():

@@ -6,7 +6,8 @@ learned finite-element coefficients u and the scheme of training, to a tolerance
 two successive solutions agree to ``STEP_TOL`` in θ at every data time. The learned model is the
 ODE, not one discretisation of it: a test IC in a stiffer region than any training IC (e.g. F
 from the max-ent prior in a dense, clustered state) is still solved stably and accurately, and
-where training's step was already converged nothing changes.
+where training's step was already converged nothing changes; where the refinement does not
+converge, training's own discretisation is kept.
 
 **Exact moments** (1D ``chain`` and ``chain_rbm`` of one species; :func:`exact_observables`): at
 each θ(t_n) the transfer-matrix expectations of the observables of
@@ -70,7 +71,8 @@ def integrate(dynamics: dict, theta0: np.ndarray, times: np.ndarray, *, tol: flo
     training and per IC the fewest substeps s = s_train·2^j (j ≤ ``MAX_DOUBLINGS``) whose solution
     agrees with that at 2s to ``tol`` (max |Δθ| over the times); also the right-hand-side
     evaluations outside the grid (n_ics, K) and the substeps used (n_ics,). An IC that does not
-    converge keeps its finest solution (its substeps are reported negative)."""
+    converge (e.g. a trajectory that leaves the grid, where F is extrapolated) keeps training's
+    own discretisation, the model as it was fitted, and its substeps are reported as −s_train."""
     model, u = dynamics_model(dynamics)
     times = np.asarray(times, dtype=np.float64)
     theta0 = np.atleast_2d(np.asarray(theta0, dtype=np.float64))
@@ -84,7 +86,7 @@ def integrate(dynamics: dict, theta0: np.ndarray, times: np.ndarray, *, tol: flo
     theta = np.full((theta0.shape[0], times.size, theta0.shape[1]), np.nan)
     outside = np.zeros(theta0.shape, dtype=np.int64)
     used = np.zeros(theta0.shape[0], dtype=np.int64)
-    coarse = solve(model, u, theta0, times.size - 1, dt, scheme=scheme, substeps=substeps)
+    trained = coarse = solve(model, u, theta0, times.size - 1, dt, scheme=scheme, substeps=substeps)
     for _ in range(MAX_DOUBLINGS):
         substeps *= 2
         fine = solve(model, u, theta0[todo], times.size - 1, dt, scheme=scheme, substeps=substeps)
@@ -97,7 +99,8 @@ def integrate(dynamics: dict, theta0: np.ndarray, times: np.ndarray, *, tol: flo
         todo, coarse = todo[~done], _take(fine, ~done)
         if todo.size == 0:
             break
-    theta[todo], outside[todo], used[todo] = coarse.theta, coarse.outside, -substeps
+    theta[todo], outside[todo] = trained.theta[todo], trained.outside[todo]
+    used[todo] = -int(dynamics["attrs"].get("substeps", 1))
     return theta, outside, used
 
 
