@@ -314,3 +314,65 @@ def test_maxent_prior_is_where_training_starts(tiny, tmp_path):
     )
     assert not np.array_equal(four["u"], zero["u"])
     assert four["log"]["roughness"][0] == 0.0 and four["log"]["roughness"][-1] > 0.0
+
+
+def test_cross_validation_holds_out_train_ics(tiny, tmp_path):
+    """3 folds of the 3 train ICs. With 0 training steps F = 0 and θ stays at θ(t0), so each
+    held-out IC's RMSE is that of the exact moments at its θ(t0) against its data at all times
+    (computed here directly); a trained model's table has the same layout, finite values."""
+    import pandas as pd
+
+    from dbdflow.evaluate import metrics, predictions
+
+    cfg, root, _ = tiny
+    out = tmp_path / "models"
+    stages.fit_initial(cfg, root / "moments" / "train.h5", "visible", "train", out / "i.h5")
+    frozen = write_config(tmp_path, "frozen", lambda c: c["training"].update(steps=0))
+    args = (root / "moments" / "train.h5", out / "i.h5", "visible")
+    assert (
+        cli.main(
+            [
+                "cross-validate",
+                "--config",
+                str(frozen),
+                "--moments",
+                str(args[0]),
+                "--initial",
+                str(args[1]),
+                "--model",
+                "visible",
+                "--folds",
+                "3",
+                "--out",
+                str(tmp_path / "cv.tsv"),
+            ]
+        )
+        == 0
+    )
+    table = pd.read_csv(tmp_path / "cv.tsv", sep="\t", dtype={"fold": str})
+    assert table["fold"].tolist() == ["0", "0", "1", "1", "2", "2", "mean", "mean"]
+    assert table["set"].tolist() == ["held_out", "fitted"] * 4
+    exp, mom = config.load(frozen), io.read_moments(args[0])
+    model, theta0 = exp.model("visible").build(exp), io.read_initial(args[1])["theta0"]
+    for ic in range(3):
+        theta = np.repeat(theta0[ic : ic + 1, None, :], mom["times"].size, axis=1)
+        frame = metrics.tidy(
+            "visible",
+            mom["times"],
+            {k: v[ic : ic + 1] for k, v in mom["mean"].items()},
+            {k: v[ic : ic + 1] for k, v in mom["stderr"].items()},
+            predictions.exact_observables(model, theta),
+            None,
+            exp.species,
+            metrics.evaluated_observables(1),
+        )
+        want = metrics.summarize(frame)["rmse_by_order"]["visible"]
+        row = table[(table["fold"] == str(ic)) & (table["set"] == "held_out")].iloc[0]
+        for order in "1234":
+            assert row[f"rmse_{order}"] == pytest.approx(want[order], rel=1e-5)
+    stages.cross_validate(cfg, *args, tmp_path / "trained.tsv", folds=3)
+    trained = pd.read_csv(tmp_path / "trained.tsv", sep="\t")
+    assert trained.shape == table.shape and np.isfinite(trained.filter(like="rmse")).all().all()
+    with pytest.raises(ValueError, match="folds must be"):
+        stages.cross_validate(cfg, *args, tmp_path / "x.tsv", folds=4)
+    assert not (tmp_path / "x.tsv").exists()

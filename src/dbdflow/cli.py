@@ -68,6 +68,20 @@ def _parser() -> argparse.ArgumentParser:
         "sims", nargs="*", help="sims files of the train split (lattice-based hidden statistics)"
     )
 
+    v = sub.add_parser(
+        "cross-validate",
+        help="k-fold cross-validation of one model's learning on the train split (a TSV table)",
+    )
+    v.add_argument("--config", required=True)
+    v.add_argument("--moments", required=True, help="moments file of the train split (.h5)")
+    v.add_argument("--initial", required=True, help="initial file of the train split (.h5)")
+    v.add_argument("--model", required=True, help="model name (config section models)")
+    v.add_argument("--folds", type=int, default=5, help="number of folds (default 5)")
+    v.add_argument("--out", required=True, help="output table (.tsv)")
+    v.add_argument(
+        "sims", nargs="*", help="sims files of the train split (lattice-based hidden statistics)"
+    )
+
     e = sub.add_parser(
         "evaluate",
         help="predict the test split's moments with one model or closure baseline and compare",
@@ -143,6 +157,16 @@ def main(argv: list[str] | None = None) -> int:
                 args.model,
                 args.out,
                 resume=args.resume,
+                sims_files=args.sims or None,
+            )
+        elif args.command == "cross-validate":
+            stages.cross_validate(
+                args.config,
+                args.moments,
+                args.initial,
+                args.model,
+                args.out,
+                folds=args.folds,
                 sims_files=args.sims or None,
             )
         elif args.command == "evaluate":

@@ -402,6 +402,187 @@ def _prior(exp, spec, dyn_model, coords, theta0, data_dt) -> np.ndarray | None:
     return closure.coefficients(dyn_model, coords)
 
 
+def cross_validate(
+    config_path: str | Path,
+    moments_path: str | Path,
+    initial_path: str | Path,
+    model_name: str,
+    out: str | Path,
+    folds: int = 5,
+    sims_files: Sequence[str | Path] | None = None,
+) -> None:
+    """k-fold cross-validation of one model's learning on the train split → a TSV table.
+
+    Fold f holds out the train ICs i with i mod k = f and learns from the others as ``train``
+    does (grid and prior from their θ(t0); no checkpoints), then predicts the held-out and the
+    fitted ICs over the whole horizon (:func:`~dbdflow.evaluate.predictions.integrate`, exact
+    moments). Rows: fold, set (``held_out``, ``fitted``), ICs, time-averaged RMSE per moment
+    order (as ``metrics.json``); last the means over folds. It never reads the test split, so
+    hyperparameters (smoothness, prior, a model's training keys) can be chosen on it. Needs
+    exact moments: one species in 1D, family chain or chain_rbm.
+    """
+    import pandas as pd
+
+    from dbdflow.dynamics import train as algo
+    from dbdflow.evaluate import metrics, predictions
+
+    exp, spec, model, mom = _learn_inputs(config_path, moments_path, model_name, "train")
+    exact = spec.family in config_mod.EXACT_FAMILIES and exp.lattice.ndim == 1
+    if not exact or len(exp.species) != 1:
+        raise ValueError(
+            f"cross-validate {model_name}: needs exact moments (one species in 1D, family "
+            f"{config_mod.EXACT_FAMILIES}), not {spec.family} in {exp.lattice.ndim}D"
+        )
+    theta0 = _train_theta0(initial_path, spec, mom)
+    n_ics = theta0.shape[0]
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= n_ics:
+        raise ValueError(f"folds must be an integer in 2..{n_ics} (train ICs), got {folds!r}")
+    rows = []
+    for fold in range(folds):
+        held = np.flatnonzero(np.arange(n_ics) % folds == fold)
+        fit = np.setdiff1d(np.arange(n_ics), held)
+        problem, dyn_model, settings, grid, coords, prior = _algorithm(
+            exp, spec, model, mom, theta0, sims_files, ics=fit
+        )
+
+        def stream(step, fold=fold):
+            return rng.generator(exp.seed, exp.name, "cross-validate", model_name, fold, step)
+
+        start = np.zeros(dyn_model.n_coeffs) if prior is None else prior
+        fresh = algo.TrainState.fresh(start, len(spec.param_names))
+        log.info(
+            "cross-validate %s: fold %d/%d, %d ICs held out", model_name, fold + 1, folds, held.size
+        )
+        state = algo.train(problem, dyn_model, settings, stream, fresh, progress=False)
+        functions = [
+            {
+                "u": state.u[sl],
+                "coords": np.array(coords),
+                "lower": grid.lower,
+                "upper": grid.upper,
+                "n_cells": grid.n_cells,
+            }
+            for sl in dyn_model.slices
+        ]
+        attrs = {"dt": problem.dt, "scheme": settings.scheme, "substeps": settings.substeps}
+        for label, ics in (("held_out", held), ("fitted", fit)):
+            theta, _, _ = predictions.integrate(
+                {"functions": functions, "attrs": attrs}, theta0[ics], mom["times"]
+            )
+            frame = metrics.tidy(
+                model_name,
+                mom["times"],
+                {k: v[ics] for k, v in mom["mean"].items()},
+                {k: v[ics] for k, v in mom["stderr"].items()},
+                predictions.exact_observables(model, theta),
+                None,
+                exp.species,
+                metrics.evaluated_observables(1),
+            )
+            rmse = metrics.summarize(frame)["rmse_by_order"][model_name]
+            rows.append(
+                {
+                    "fold": fold,
+                    "set": label,
+                    "ics": ics.size,
+                    **{f"rmse_{o}": rmse[o] for o in sorted(rmse)},
+                }
+            )
+    table = pd.DataFrame(rows)
+    means = table.drop(columns="fold").groupby("set", sort=False).mean().reset_index()
+    table = pd.concat([table.astype({"fold": str}), means.assign(fold="mean")], ignore_index=True)
+    with io.atomic_path(out, ".tsv") as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    held_mean = means.set_index("set").loc["held_out"]
+    log.info(
+        "cross-validate %s: held-out RMSE by order %s", model_name, held_mean.round(4).to_dict()
+    )
+
+
+def _train_theta0(initial_path, spec, mom) -> np.ndarray:
+    """θ(t0) of the train split from an initial file, checked against the model and moments."""
+    init = io.read_initial(initial_path)
+    if init["param_names"] != spec.param_names or init["attrs"].get("model") != spec.name:
+        raise io.FormatError(
+            f"{initial_path}: parameters {init['param_names']} of model "
+            f"{init['attrs'].get('model')!r}, expected {spec.param_names} of {spec.name!r}"
+        )
+    if init["theta0"].shape[0] != mom["mean"]["counts"].shape[0]:
+        raise io.FormatError(
+            f"{initial_path}: {init['theta0'].shape[0]} ICs, the moments have another"
+        )
+    return init["theta0"]
+
+
+def _algorithm(exp, spec, model, mom, theta0, sims_files, ics=None):
+    """Algorithm 1's inputs for a model, learning from the train ICs ``ics`` (default all):
+    (problem, dynamics model, settings, grid, coords, prior coefficients or None). The grid
+    and prior follow these ICs' θ(t0)."""
+    from dbdflow.boltzmann.asleep import ExactAsleep, SampledAsleep
+    from dbdflow.dynamics import DynamicsModel, group_rates
+    from dbdflow.dynamics import train as algo
+
+    name, names = spec.name, spec.param_names
+    awake = _awake(spec, model, mom, sims_files, f"train {name}")
+    asl = spec.asleep
+    if asl.method == "exact":
+        asleep = ExactAsleep(model)
+    else:
+        data = None
+        if asl.method == "cd":
+            if not sims_files:
+                raise ValueError(f"train {name}: asleep method cd needs the sims files")
+            data = _StatesByPoint(list(sims_files), theta0.shape[0])
+        asleep = SampledAsleep(
+            model, asl.method, sweeps=asl.sweeps, chains=asl.chains, hidden=asl.hidden, data=data
+        )
+    if ics is not None:  # problem IC i is train IC ics[i]
+        ics = np.asarray(ics)
+        awake = _Subset(awake, ics, 0)
+        asleep = _Subset(asleep, ics, 1)
+        theta0 = theta0[ics]
+    grid, coords = _grid(spec, theta0, names)
+    dyn_model = DynamicsModel([grid] * len(names), [coords] * len(names))
+    times = mom["times"]
+    prior = _prior(exp, spec, dyn_model, coords, theta0, float(times[1] - times[0]))
+    tr = exp.training_for(name)
+    settings = algo.Settings(
+        steps=tr.steps,
+        optimizer=tr.optimizer,
+        learning_rate=group_rates(dyn_model.slices, tr.rates(names)),
+        beta1=tr.beta1,
+        beta2=tr.beta2,
+        clip=tr.clip,
+        batch_ics=tr.batch_ics,
+        window=algo.Window(**tr.window) if tr.window else algo.Window(),
+        truncate=tr.truncate,
+        rule=tr.quadrature,
+        l2=tr.l2,
+        theta_bar=np.array([tr.l2_target.get(n, 0.0) for n in names]),
+        smoothness=spec.dynamics.smoothness,
+        prior=prior,
+        scheme=spec.dynamics.scheme,
+        substeps=spec.dynamics.substeps,
+        checkpoint_every=tr.checkpoint_every,
+        max_abs_theta=tr.max_abs_theta,
+        log_every=tr.log_every,
+    )
+    problem = algo.Problem(times, theta0, awake, asleep, names, float(model.n_sites))
+    return problem, dyn_model, settings, grid, coords, prior
+
+
+class _Subset:
+    """A moment provider seen through an IC subset: argument ``at`` (the ICs) is mapped."""
+
+    def __init__(self, provider, ics, at):
+        self.provider, self.ics, self.at = provider, ics, at
+
+    def __call__(self, *args):
+        args = list(args)
+        args[self.at] = self.ics[np.asarray(args[self.at])]
+        return self.provider(*args)
+
+
 def _fingerprint(exp, spec, theta0, mom) -> str:
     """Identity of everything a checkpoint must agree with (the step count may grow)."""
     import hashlib
@@ -447,63 +628,16 @@ def train(
     more than ``checkpoint_every`` steps) another one is ignored and replaced.
     ``sims_files`` (the train split's) are needed for lattice-based hidden-unit statistics.
     """
-    from dbdflow.boltzmann.asleep import ExactAsleep, SampledAsleep
-    from dbdflow.dynamics import DynamicsModel, group_rates
     from dbdflow.dynamics import train as algo
 
     exp, spec, model, mom = _learn_inputs(config_path, moments_path, model_name, "train")
-    init = io.read_initial(initial_path)
+    theta0 = _train_theta0(initial_path, spec, mom)
     names = spec.param_names
-    if init["param_names"] != names or init["attrs"].get("model") != model_name:
-        raise io.FormatError(
-            f"{initial_path}: parameters {init['param_names']} of model "
-            f"{init['attrs'].get('model')!r}, expected {names} of {model_name!r}"
-        )
-    theta0 = init["theta0"]
-    if theta0.shape[0] != mom["mean"]["counts"].shape[0]:
-        raise io.FormatError(f"{initial_path}: {theta0.shape[0]} ICs, the moments have another")
-    awake = _awake(spec, model, mom, sims_files, f"train {model_name}")
-    asl = spec.asleep
-    if asl.method == "exact":
-        asleep = ExactAsleep(model)
-    else:
-        data = None
-        if asl.method == "cd":
-            if not sims_files:
-                raise ValueError(f"train {model_name}: asleep method cd needs the sims files")
-            files = list(sims_files)
-            data = _StatesByPoint(files, theta0.shape[0])
-        asleep = SampledAsleep(
-            model, asl.method, sweeps=asl.sweeps, chains=asl.chains, hidden=asl.hidden, data=data
-        )
-    grid, coords = _grid(spec, theta0, names)
-    dyn_model = DynamicsModel([grid] * len(names), [coords] * len(names))
-    times = mom["times"]
-    prior = _prior(exp, spec, dyn_model, coords, theta0, float(times[1] - times[0]))
-    tr = exp.training_for(model_name)
-    window = algo.Window(**tr.window) if tr.window else algo.Window()
-    settings = algo.Settings(
-        steps=tr.steps,
-        optimizer=tr.optimizer,
-        learning_rate=group_rates(dyn_model.slices, tr.rates(names)),
-        beta1=tr.beta1,
-        beta2=tr.beta2,
-        clip=tr.clip,
-        batch_ics=tr.batch_ics,
-        window=window,
-        truncate=tr.truncate,
-        rule=tr.quadrature,
-        l2=tr.l2,
-        theta_bar=np.array([tr.l2_target.get(n, 0.0) for n in names]),
-        smoothness=spec.dynamics.smoothness,
-        prior=prior,
-        scheme=spec.dynamics.scheme,
-        substeps=spec.dynamics.substeps,
-        checkpoint_every=tr.checkpoint_every,
-        max_abs_theta=tr.max_abs_theta,
-        log_every=tr.log_every,
+    problem, dyn_model, settings, grid, coords, prior = _algorithm(
+        exp, spec, model, mom, theta0, sims_files
     )
-    problem = algo.Problem(mom["times"], theta0, awake, asleep, names, float(model.n_sites))
+    tr = exp.training_for(model_name)
+    window = settings.window
     reach = window.steps_to_horizon(problem.n_steps)
     if tr.steps < reach:
         log.warning(
