@@ -493,7 +493,7 @@ def cross_validate(
     table = pd.concat([table.astype({"fold": str}), means.assign(fold="mean")], ignore_index=True)
     with io.atomic_path(out, ".tsv") as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    held_mean = means.set_index("set").loc["held_out"]
+    held_mean = means.set_index("set").loc["held_out"].drop("ics")
     log.info(
         "cross-validate %s: held-out RMSE by order %s", model_name, held_mean.round(4).to_dict()
     )
