@@ -206,7 +206,8 @@ def from_dict(data: Any, source: str = "<config>") -> Experiment:
     initial = _initial(raw["initial"], raw["species"], lattice, fail)
     storage = raw["storage"]
     models = {
-        name: _model(name, spec, raw, lattice, sch, fail) for name, spec in raw["models"].items()
+        name: _model(name, spec, raw, lattice, network, sch, fail)
+        for name, spec in raw["models"].items()
     }
     training = _training(raw, models, fail)
     model_training = {
@@ -433,7 +434,9 @@ def _param_names(family, species, terms, hidden, couple) -> tuple[str, ...]:
     )
 
 
-def _model(name: str, spec: dict, raw: dict, lattice: Lattice, sch: dict, fail) -> ModelSpec:
+def _model(
+    name: str, spec: dict, raw: dict, lattice: Lattice, network, sch: dict, fail
+) -> ModelSpec:
     spec = copy.deepcopy(spec)
     _fill_defaults(spec, sch["$defs"]["model"], sch)
     at = f"models.{name}"
@@ -510,7 +513,7 @@ def _model(name: str, spec: dict, raw: dict, lattice: Lattice, sch: dict, fail) 
     )
 
     if dyn["prior"] == "maxent":
-        _check_maxent(raw, family, names, coords, lattice, f"{at}.dynamics.prior", fail)
+        _check_maxent(raw, family, names, coords, lattice, network, f"{at}.dynamics.prior", fail)
 
     ini = spec["initial"]
     method = ini["method"]
@@ -584,17 +587,15 @@ def _model(name: str, spec: dict, raw: dict, lattice: Lattice, sch: dict, fail) 
     )
 
 
-def _check_maxent(raw, family, names, coords, lattice, field, fail) -> None:
+def _check_maxent(raw, family, names, coords, lattice, network, field, fail) -> None:
     """``prior: maxent`` needs a chain over all its parameters and a local process."""
     from dbdflow.evaluate.closures import Process
     from dbdflow.evaluate.maxent import check_process
-    from dbdflow.simulate import ReactionNetwork
 
     if family != "chain" or lattice.ndim != 1:
         fail(field, f"maxent needs family chain on a 1D lattice, not {family!r}")
     if sorted(coords) != sorted(names):
         fail(field, f"maxent needs F over all parameters {list(names)}, got coords {list(coords)}")
-    network = ReactionNetwork.parse(raw["species"], raw["reactions"])
     unsupported = check_process(Process.build(network, lattice, raw["dt"], raw["semantics"]))
     if unsupported:
         fail(field, f"maxent covers hops, collisions and in-place reactions, not {unsupported}")

@@ -454,16 +454,7 @@ def cross_validate(
             "cross-validate %s: fold %d/%d, %d ICs held out", model_name, fold + 1, folds, held.size
         )
         state = algo.train(problem, dyn_model, settings, stream, fresh, progress=False)
-        functions = [
-            {
-                "u": state.u[sl],
-                "coords": np.array(coords),
-                "lower": grid.lower,
-                "upper": grid.upper,
-                "n_cells": grid.n_cells,
-            }
-            for sl in dyn_model.slices
-        ]
+        functions = _functions(state.u, dyn_model, grid, coords)
         attrs = {"dt": problem.dt, "scheme": settings.scheme, "substeps": settings.substeps}
         for label, ics in (("held_out", held), ("fitted", fit)):
             theta, _, _ = predictions.integrate(
@@ -569,6 +560,21 @@ def _algorithm(exp, spec, model, mom, theta0, sims_files, ics=None):
     )
     problem = algo.Problem(times, theta0, awake, asleep, names, float(model.n_sites))
     return problem, dyn_model, settings, grid, coords, prior
+
+
+def _functions(u, dyn_model, grid, coords) -> list[dict]:
+    """The ``functions`` of a dynamics file (:func:`dbdflow.io.write_dynamics`): per F_k its
+    coefficients and the shared grid."""
+    return [
+        {
+            "u": u[sl],
+            "coords": np.array(coords),
+            "lower": grid.lower,
+            "upper": grid.upper,
+            "n_cells": grid.n_cells,
+        }
+        for sl in dyn_model.slices
+    ]
 
 
 class _Subset:
@@ -694,16 +700,7 @@ def train(
             model_name,
             dict(zip(names, outside.sum(axis=0).tolist(), strict=True)),
         )
-    functions = [
-        {
-            "u": state.u[sl],
-            "coords": np.array(coords),
-            "lower": grid.lower,
-            "upper": grid.upper,
-            "n_cells": grid.n_cells,
-        }
-        for sl in dyn_model.slices
-    ]
+    functions = _functions(state.u, dyn_model, grid, coords)
     attrs = {
         "experiment": exp.name,
         "model": model_name,

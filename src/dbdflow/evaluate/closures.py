@@ -124,7 +124,7 @@ def mean_field(
     dens = counts / process.n_sites
     rho = np.concatenate([1.0 - dens.sum(axis=1, keepdims=True), dens], axis=1)
     times = _read_times(times)
-    path = _integrate(process.mean_field_rhs, rho, times, process.step(max_step))
+    path = integrate_rk4(process.mean_field_rhs, rho, times, process.step(max_step))
     pairs = path[..., :, None] * path[..., None, :]
     out = _observables(process, lattice, path, pairs, markov=False)
     return _unbatch(out, batched)
@@ -151,7 +151,7 @@ def pair_approximation(
     counts, batched = _read_counts(initial, process)
     bond_pairs = _read_pairs(initial, process, counts.shape[0], batched)
     times = _read_times(times)
-    path = _integrate(
+    path = integrate_rk4(
         process.pair_rhs, _pair_state(process, counts, bond_pairs), times, process.step(max_step)
     )
     out = _observables(process, lattice, path.sum(axis=-1), path, markov=True)
@@ -331,8 +331,9 @@ def _conditional(pairs: np.ndarray, rho: np.ndarray) -> np.ndarray:
     return positive / np.maximum(rho, _TINY)[:, :, None] * (rho > _TINY)[:, :, None]
 
 
-def _integrate(rhs, state: np.ndarray, times: np.ndarray, max_step: float) -> np.ndarray:
-    """Fixed-step RK4; returns the states at ``times`` stacked on axis 1 (n, n_times, …)."""
+def integrate_rk4(rhs, state: np.ndarray, times: np.ndarray, max_step: float) -> np.ndarray:
+    """Fixed-step RK4 (steps of at most ``max_step`` dividing each interval of ``times``);
+    returns the states at ``times`` stacked on axis 1 (n, n_times, …)."""
     out = np.empty((state.shape[0], times.size, *state.shape[1:]))
     out[:, 0] = state
     y = state.copy()

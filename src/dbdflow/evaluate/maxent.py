@@ -42,7 +42,7 @@ import itertools
 
 import numpy as np
 
-from dbdflow.evaluate.closures import Process
+from dbdflow.evaluate.closures import Process, integrate_rk4
 
 WINDOW = 6  # sites a bond event can reach through the triples of T
 COV_STEP = 1e-5  # central-difference step of Cov = ∂m/∂θ
@@ -94,10 +94,10 @@ def maxent_closure(
         step = float(np.max(np.diff(times)))
         need = max(step * float(closure.stiffness(theta0[todo]).max()), 1.0)
         substeps = 2 ** int(np.ceil(np.log2(need)))  # one batch: a call costs ~ the same for any n
-        coarse = _rk4(closure.rhs, theta0[todo], times, substeps)
+        coarse = integrate_rk4(closure.rhs, theta0[todo], times, step / substeps)
         for _ in range(MAX_DOUBLINGS):
             substeps *= 2
-            fine = _rk4(closure.rhs, theta0[todo], times, substeps)
+            fine = integrate_rk4(closure.rhs, theta0[todo], times, step / substeps)
             with np.errstate(invalid="ignore"):  # RK4: the finer one's error ≈ gap / (2^4 − 1)
                 done = np.abs(fine - coarse).max(axis=(1, 2)) <= 15 * tol
             theta[todo[done]] = fine[done]
@@ -107,21 +107,6 @@ def maxent_closure(
         theta[todo] = coarse  # not converged: the finest solution
     out = predictions.exact_observables(model, theta)
     return out if batched else {k: v[0] for k, v in out.items()}
-
-
-def _rk4(rhs, theta0, times, substeps) -> np.ndarray:
-    """Classical RK4 of dθ/dt = rhs(θ) with ``substeps`` equal steps per interval of times."""
-    out = np.empty((theta0.shape[0], times.size, theta0.shape[1]))
-    out[:, 0] = theta = theta0
-    for n in range(times.size - 1):
-        h = (times[n + 1] - times[n]) / substeps
-        for _ in range(substeps):
-            k1 = rhs(theta)
-            k2 = rhs(theta + 0.5 * h * k1)
-            k3 = rhs(theta + 0.5 * h * k2)
-            theta = theta + h / 6 * (k1 + 2 * k2 + 2 * k3 + rhs(theta + h * k3))
-        out[:, n + 1] = theta
-    return out
 
 
 class MaxEntClosure:
@@ -158,14 +143,12 @@ class MaxEntClosure:
     def window_probabilities(self, theta, length: int) -> np.ndarray:
         """P(v_1 … v_L) of the infinite chain, float (n, S^L) (C order over v_1 … v_L)."""
         theta = self._theta(theta)
-        m, left, right = self._perron(theta)
+        weights, left, right = self._perron(theta)
         s = self.n_states
         prob = left  # (n, S·S): (v1, v2)
-        for _ in range(length - 2):
-            # append a site c through M[(a, b), (b, c)]
+        for _ in range(length - 2):  # append a site c through M[(a, b), (b, c)]
             head = prob.reshape(theta.shape[0], -1, s, s)  # (n, rest, a, b)
-            diag = np.einsum("nabbc->nabc", m.reshape(theta.shape[0], s, s, s, s))
-            prob = np.einsum("nrab,nabc->nrabc", head, diag).reshape(theta.shape[0], -1)
+            prob = np.einsum("nrab,nabc->nrabc", head, weights).reshape(theta.shape[0], -1)
         out = (prob.reshape(theta.shape[0], -1, s * s) * right[:, None, :]).reshape(
             theta.shape[0], -1
         )
@@ -178,11 +161,7 @@ class MaxEntClosure:
 
     def covariance(self, theta) -> np.ndarray:
         """Cov(T)/N = ∂m/∂θ per site, float (n, K, K) (central differences)."""
-        theta = self._theta(theta)
-        shifts = COV_STEP * np.concatenate([np.eye(self.n_params), -np.eye(self.n_params)])
-        m = self.moments((theta[None, :, :] + shifts[:, None, :]).reshape(-1, self.n_params))
-        m = m.reshape(2, self.n_params, theta.shape[0], self.n_params)  # (±, k, n, l)
-        cov = ((m[0] - m[1]) / (2 * COV_STEP)).transpose(1, 2, 0)  # [n, l, k] = ∂m_l/∂θ_k
+        cov = _jacobian(self.moments, self._theta(theta), COV_STEP)
         return 0.5 * (cov + cov.transpose(0, 2, 1))
 
     def generator(self, theta) -> np.ndarray:
@@ -204,13 +183,7 @@ class MaxEntClosure:
         """Spectral radius of the Jacobian ∂F_ME/∂θ at each θ, float (n,) (central differences):
         an explicit step h is stable near θ only if h times this is inside the scheme's
         stability region."""
-        theta = self._theta(theta)
-        jac = np.empty((theta.shape[0], self.n_params, self.n_params))
-        for k in range(self.n_params):
-            up, down = theta.copy(), theta.copy()
-            up[:, k] += FD_STEP
-            down[:, k] -= FD_STEP
-            jac[:, :, k] = (self.rhs(up) - self.rhs(down)) / (2 * FD_STEP)
+        jac = _jacobian(self.rhs, self._theta(theta), FD_STEP)
         return np.abs(np.linalg.eigvals(jac)).max(axis=1)
 
     def coefficients(self, model, coords) -> np.ndarray:
@@ -240,14 +213,15 @@ class MaxEntClosure:
         return theta
 
     def _perron(self, theta):
-        """Transfer matrices (n, S², S²) and their Perron left/right eigenvectors (positive)."""
+        """Transfer weights w[n, a, b, c] = M[(a, b), (b, c)] (rescaled per θ) and the Perron
+        left/right eigenvectors (n, S²) of the matrices M (zero where the middle sites differ)."""
         s = self.n_states
         phi = np.einsum("nk,kabc->nabc", theta, self.increments)
+        weights = np.exp(phi - phi.max(axis=(1, 2, 3), keepdims=True))
         m = np.zeros((theta.shape[0], s, s, s, s))
         for b in range(s):
-            m[:, :, b, b, :] = np.exp(phi[:, :, b, :] - phi.max(axis=(1, 2, 3))[:, None, None])
-        m = m.reshape(theta.shape[0], s * s, s * s)
-        return (m, *_perron_vectors(m))
+            m[:, :, b, b, :] = weights[:, :, b, :]
+        return (weights, *_perron_vectors(m.reshape(theta.shape[0], s * s, s * s)))
 
 
 def check_process(process) -> list[str]:
@@ -255,6 +229,15 @@ def check_process(process) -> list[str]:
     out = [f"a birth of species code {p} onto a neighbour" for p, _, _, _ in process.births]
     out += [f"the paper's global creation of species code {c}" for c, _ in process.creations]
     return out
+
+
+def _jacobian(f, theta: np.ndarray, step: float) -> np.ndarray:
+    """[n, l, k] = ∂f_l/∂θ_k at each θ (n, K) by central differences, in one call of f."""
+    n, k = theta.shape
+    shifts = step * np.concatenate([np.eye(k), -np.eye(k)])
+    values = f((theta[None, :, :] + shifts[:, None, :]).reshape(-1, k))
+    values = values.reshape(2, k, n, -1)  # (±, k, n, l)
+    return ((values[0] - values[1]) / (2 * step)).transpose(1, 2, 0)
 
 
 def _perron_vectors(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

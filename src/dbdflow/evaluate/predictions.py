@@ -43,8 +43,6 @@ data's short-range structure the reduced model loses; it is 0 when the model rep
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
 from dbdflow.boltzmann import chain, exact_string_moments, gibbs, transfer
@@ -86,27 +84,21 @@ def integrate(dynamics: dict, theta0: np.ndarray, times: np.ndarray, *, tol: flo
     theta = np.full((theta0.shape[0], times.size, theta0.shape[1]), np.nan)
     outside = np.zeros(theta0.shape, dtype=np.int64)
     used = np.zeros(theta0.shape[0], dtype=np.int64)
-    trained = coarse = solve(model, u, theta0, times.size - 1, dt, scheme=scheme, substeps=substeps)
+    trained = solve(model, u, theta0, times.size - 1, dt, scheme=scheme, substeps=substeps)
+    coarse, coarse_out = trained.theta, trained.outside
     for _ in range(MAX_DOUBLINGS):
         substeps *= 2
         fine = solve(model, u, theta0[todo], times.size - 1, dt, scheme=scheme, substeps=substeps)
         with np.errstate(invalid="ignore"):
-            gap = np.abs(fine.theta - coarse.theta).max(axis=(1, 2))
-        done = gap <= tol  # False for NaN
-        theta[todo[done]] = coarse.theta[done]
-        outside[todo[done]] = coarse.outside[done]
+            done = np.abs(fine.theta - coarse).max(axis=(1, 2)) <= tol  # False for NaN
+        theta[todo[done]], outside[todo[done]] = coarse[done], coarse_out[done]
         used[todo[done]] = substeps // 2
-        todo, coarse = todo[~done], _take(fine, ~done)
+        todo, coarse, coarse_out = todo[~done], fine.theta[~done], fine.outside[~done]
         if todo.size == 0:
             break
     theta[todo], outside[todo] = trained.theta[todo], trained.outside[todo]
     used[todo] = -int(dynamics["attrs"].get("substeps", 1))
     return theta, outside, used
-
-
-def _take(traj, keep):
-    """The ICs ``keep`` of a trajectory's θ and excursions (what :func:`integrate` needs)."""
-    return SimpleNamespace(theta=traj.theta[keep], outside=traj.outside[keep])
 
 
 def exact_observables(model, theta: np.ndarray) -> dict[str, np.ndarray]:
