@@ -91,6 +91,26 @@ def test_gradient_equals_finite_differences_and_affine_functions_cost_nothing():
     assert abs(v0) < 1e-12 and np.abs(g0).max() < 1e-10
 
 
+@pytest.mark.parametrize("cells", [[5], [3, 4], [2, 3, 4]])
+def test_work_arrays_kept_between_calls_change_no_result(cells):
+    """One Roughness applied to batches of changing size and content (as in training) equals a
+    fresh one every time, and a returned gradient stays as it was after later calls."""
+    d = len(cells)
+    grid = HermiteGrid(-np.ones(d), np.linspace(0.5, 1.5, d), cells)
+    reused = Roughness(grid)
+    rng = np.random.default_rng(5)
+    first = None
+    for rows in (3, 1, 3, 2):
+        u = rng.normal(size=(rows, grid.n_coeffs))
+        value, grad = reused.value_and_gradient(u)
+        ref_value, ref_grad = Roughness(grid).value_and_gradient(u)
+        np.testing.assert_array_equal(value, ref_value)
+        np.testing.assert_array_equal(grad, ref_grad)
+        if first is None:
+            first, kept = grad, grad.copy()
+    np.testing.assert_array_equal(first, kept)
+
+
 def test_axis_matrices_integrate_monomials():
     """1D blocks against ∫ on [0, n h] of products of known Hermite interpolants of x² and x³."""
     n, h = 3, 0.7

@@ -70,8 +70,9 @@ class Roughness:
 
     The 1D matrices are block tridiagonal (2×2 blocks between neighbouring vertices), so each is
     stored as its blocks and applied along one axis of u in u's own vertex-major layout (no
-    transposes); the d(d+1)/2 Kronecker terms share their partial products, 12 one-axis
-    applications in 3D.
+    transposes). The d(d+1)/2 Kronecker terms share their partial products over the trailing
+    axes and each adds its first-axis application into the result: 15 one-axis applications in
+    3D, and no temporaries besides the work arrays kept between calls.
     """
 
     def __init__(self, grid: HermiteGrid):
@@ -87,15 +88,16 @@ class Roughness:
             inner = int(grid.vertex_stride[a]) << d
             self._layout.append((grid.n_coeffs // (inner * int(n_vert[a])), inner, 1 << a))
         # terms as (kind per axis, weight): kind 0 = M, 1 = D, 2 = S
+        self._work: dict = {}
         self._terms = []
         for a in range(d):
             self._terms.append((tuple(2 if c == a else 0 for c in range(d)), 1.0))
             for b in range(a + 1, d):
                 self._terms.append((tuple(1 if c in (a, b) else 0 for c in range(d)), 2.0))
 
-    def _along(self, x, axis, kind):
-        out = np.empty_like(x)
-        _apply_blocks(*self._blocks[axis][kind], *self._layout[axis], x, out)
+    def _along(self, x, axis, kind, out, weight=1.0, add=False):
+        """out = weight·(A x) (or out += weight·(A x) with ``add``) along one axis."""
+        _apply_blocks(*self._blocks[axis][kind], *self._layout[axis], x, out, weight, add)
         return out
 
     def hessian_u(self, u) -> np.ndarray:
@@ -105,28 +107,30 @@ class Roughness:
             raise ValueError(f"u must have shape ([n,] {self.grid.n_coeffs}), got {u.shape}")
         x = u.reshape(-1, self.grid.n_coeffs)
         d = self.grid.d
-        # partial products over the trailing axes, shared between terms (memoised by suffix)
+        if self._work.get("rows") != x.shape[0]:
+            self._work = {"rows": x.shape[0]}
+        # partial products over the trailing axes, shared between terms (memoised by suffix) in
+        # work arrays kept between calls: training applies the penalty at every step, and fresh
+        # multi-megabyte arrays cost page faults every time
         done: dict[tuple, np.ndarray] = {(): x}
 
         def suffix(kinds):
             if kinds not in done:
-                a = d - len(kinds)
-                done[kinds] = self._along(suffix(kinds[1:]), a, kinds[0])
+                buffer = self._work.setdefault(kinds, np.empty_like(x))
+                done[kinds] = self._along(suffix(kinds[1:]), d - len(kinds), kinds[0], buffer)
             return done[kinds]
 
         out = np.zeros_like(x)
-        for kind in range(3):  # group by the first axis' matrix: one application per kind
-            rest = [(k[1:], w) for k, w in self._terms if k[0] == kind]
-            if rest:
-                total = sum(w * suffix(k) for k, w in rest)
-                out += self._along(total, 0, kind)
+        for kinds, weight in self._terms:
+            self._along(suffix(kinds[1:]), 0, kinds[0], out, weight, add=True)
         return out.reshape(u.shape)
 
     def value_and_gradient(self, u) -> tuple[float | np.ndarray, np.ndarray]:
         """(R(u), ∇_u R(u)); R is a float for one vector, an array (n,) for a batch."""
         hu = self.hessian_u(u)
         value = np.einsum("...i,...i->...", np.asarray(u, dtype=np.float64), hu) / self.volume
-        return (float(value) if np.ndim(value) == 0 else value), (2.0 / self.volume) * hu
+        hu *= 2.0 / self.volume
+        return (float(value) if np.ndim(value) == 0 else value), hu
 
 
 def _blocks(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -142,33 +146,43 @@ def _blocks(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True)
-def _apply_blocks(lower, diag, upper, n_outer, inner, bit, x, out):
-    """out = (A along one axis) x for every row of x (n_f, n_coeffs): x viewed as (outer, vertex
-    i on the axis, inner), the value/slope bit of the axis being ``bit`` within inner; A's row
-    block i couples vertex i to i − 1, i, i + 1 by the 2x2 blocks lower[i], diag[i], upper[i]."""
-    n_f = x.shape[0]
+def _apply_blocks(lower, diag, upper, n_outer, inner, bit, x, out, weight, add):
+    """out = weight·(A along one axis) x, or out += that with ``add``, for every row of x
+    (n_f, n_coeffs), both C-contiguous: x viewed as (outer, vertex i on the axis, inner), the
+    value/slope bit of the axis being ``bit`` within inner; A's row block i couples vertex i to
+    i − 1, i, i + 1 by the 2x2 blocks lower[i], diag[i], upper[i] (lower[0] and upper[-1] are
+    zero, so the end vertices read themselves in place of the missing neighbour). Unsigned
+    indices spare numba's negative-index wraparound."""
+    xf, of = x.reshape(-1), out.reshape(-1)
     n_v = diag.shape[0]
-    for f in range(n_f):
-        for o in range(n_outer):
-            for i in range(n_v):
-                base = (o * n_v + i) * inner
-                for hi in range(inner // (2 * bit)):
-                    for lo in range(bit):
-                        w0 = base + hi * 2 * bit + lo
-                        w1 = w0 + bit
-                        x0, x1 = x[f, w0], x[f, w1]
-                        a0 = diag[i, 0, 0] * x0 + diag[i, 0, 1] * x1
-                        a1 = diag[i, 1, 0] * x0 + diag[i, 1, 1] * x1
-                        if i > 0:
-                            y0, y1 = x[f, w0 - inner], x[f, w1 - inner]
-                            a0 += lower[i, 0, 0] * y0 + lower[i, 0, 1] * y1
-                            a1 += lower[i, 1, 0] * y0 + lower[i, 1, 1] * y1
-                        if i < n_v - 1:
-                            y0, y1 = x[f, w0 + inner], x[f, w1 + inner]
-                            a0 += upper[i, 0, 0] * y0 + upper[i, 0, 1] * y1
-                            a1 += upper[i, 1, 0] * y0 + upper[i, 1, 1] * y1
-                        out[f, w0] = a0
-                        out[f, w1] = a1
+    half = inner // (2 * bit)
+    ubit = numba.uint64(bit)
+    for o in range(x.shape[0] * n_outer):
+        for i in range(n_v):
+            d00, d01 = weight * diag[i, 0, 0], weight * diag[i, 0, 1]
+            d10, d11 = weight * diag[i, 1, 0], weight * diag[i, 1, 1]
+            l00, l01 = weight * lower[i, 0, 0], weight * lower[i, 0, 1]
+            l10, l11 = weight * lower[i, 1, 0], weight * lower[i, 1, 1]
+            u00, u01 = weight * upper[i, 0, 0], weight * upper[i, 0, 1]
+            u10, u11 = weight * upper[i, 1, 0], weight * upper[i, 1, 1]
+            base = numba.uint64((o * n_v + i) * inner)
+            back = numba.uint64(inner if i > 0 else 0)
+            ahead = numba.uint64(inner if i < n_v - 1 else 0)
+            for hi in range(half):
+                for lo in range(bit):
+                    w0 = base + numba.uint64(hi * 2 * bit + lo)
+                    w1 = w0 + ubit
+                    x0, x1 = xf[w0], xf[w1]
+                    y0, y1 = xf[w0 - back], xf[w1 - back]
+                    z0, z1 = xf[w0 + ahead], xf[w1 + ahead]
+                    a0 = d00 * x0 + d01 * x1 + l00 * y0 + l01 * y1 + u00 * z0 + u01 * z1
+                    a1 = d10 * x0 + d11 * x1 + l10 * y0 + l11 * y1 + u10 * z0 + u11 * z1
+                    if add:
+                        of[w0] += a0
+                        of[w1] += a1
+                    else:
+                        of[w0] = a0
+                        of[w1] = a1
 
 
 def model_roughness(model) -> list[tuple[list[slice], Roughness]]:
