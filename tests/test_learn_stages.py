@@ -2,6 +2,7 @@
 tiny config for both 1D models, bit-identical resumes, lattice-based statistics (open chain RBM,
 lattice RBM), config errors naming the field, divergence diagnostics through the CLI."""
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -316,7 +317,7 @@ def test_maxent_prior_is_where_training_starts(tiny, tmp_path):
     assert four["log"]["roughness"][0] == 0.0 and four["log"]["roughness"][-1] > 0.0
 
 
-def test_cross_validation_holds_out_train_ics(tiny, tmp_path):
+def test_cross_validation_holds_out_train_ics(tiny, tmp_path, caplog):
     """3 folds of the 3 train ICs. With 0 training steps F = 0 and θ stays at θ(t0), so each
     held-out IC's RMSE is that of the exact moments at its θ(t0) against its data at all times
     (computed here directly); a trained model's table has the same layout, finite values."""
@@ -370,9 +371,14 @@ def test_cross_validation_holds_out_train_ics(tiny, tmp_path):
         row = table[(table["fold"] == str(ic)) & (table["set"] == "held_out")].iloc[0]
         for order in "1234":
             assert row[f"rmse_{order}"] == pytest.approx(want[order], rel=1e-5)
-    stages.cross_validate(cfg, *args, tmp_path / "trained.tsv", folds=3)
+    with caplog.at_level(logging.INFO, logger="dbdflow"):
+        stages.cross_validate(cfg, *args, tmp_path / "trained.tsv", folds=3)
     trained = pd.read_csv(tmp_path / "trained.tsv", sep="\t")
     assert trained.shape == table.shape and np.isfinite(trained.filter(like="rmse")).all().all()
+    # every fold's RMSE is logged as soon as it is known (long runs show progress)
+    last = trained[(trained["fold"] == "2") & (trained["set"] == "held_out")].iloc[0]
+    line = next(r.getMessage() for r in caplog.records if "fold 3/3, held-out" in r.getMessage())
+    assert f"'1': {round(last['rmse_1'], 4)}" in line
     with pytest.raises(ValueError, match="folds must be"):
         stages.cross_validate(cfg, *args, tmp_path / "x.tsv", folds=4)
     assert not (tmp_path / "x.tsv").exists()

@@ -479,6 +479,14 @@ def cross_validate(
                     **{f"rmse_{o}": rmse[o] for o in sorted(rmse)},
                 }
             )
+            log.info(
+                "cross-validate %s: fold %d/%d, %s RMSE by order %s",
+                model_name,
+                fold + 1,
+                folds,
+                label.replace("_", "-"),
+                {o: round(rmse[o], 4) for o in sorted(rmse)},
+            )
     table = pd.DataFrame(rows)
     means = table.drop(columns="fold").groupby("set", sort=False).mean().reset_index()
     table = pd.concat([table.astype({"fold": str}), means.assign(fold="mean")], ignore_index=True)
