@@ -88,7 +88,7 @@ class Roughness:
             inner = int(grid.vertex_stride[a]) << d
             self._layout.append((grid.n_coeffs // (inner * int(n_vert[a])), inner, 1 << a))
         # terms as (kind per axis, weight): kind 0 = M, 1 = D, 2 = S
-        self._work: dict = {}
+        self._work: dict[tuple, np.ndarray] = {}
         self._terms = []
         for a in range(d):
             self._terms.append((tuple(2 if c == a else 0 for c in range(d)), 1.0))
@@ -107,8 +107,6 @@ class Roughness:
             raise ValueError(f"u must have shape ([n,] {self.grid.n_coeffs}), got {u.shape}")
         x = u.reshape(-1, self.grid.n_coeffs)
         d = self.grid.d
-        if self._work.get("rows") != x.shape[0]:
-            self._work = {"rows": x.shape[0]}
         # partial products over the trailing axes, shared between terms (memoised by suffix) in
         # work arrays kept between calls: training applies the penalty at every step, and fresh
         # multi-megabyte arrays cost page faults every time
@@ -116,7 +114,9 @@ class Roughness:
 
         def suffix(kinds):
             if kinds not in done:
-                buffer = self._work.setdefault(kinds, np.empty_like(x))
+                buffer = self._work.get(kinds)
+                if buffer is None or buffer.shape != x.shape:
+                    buffer = self._work[kinds] = np.empty_like(x)
                 done[kinds] = self._along(suffix(kinds[1:]), d - len(kinds), kinds[0], buffer)
             return done[kinds]
 
