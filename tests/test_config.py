@@ -78,9 +78,28 @@ def test_shipped_configs_all_load():
             "maxent",
         ),
         (
-            lambda c: c["models"]["hidden"]["dynamics"].update(prior="maxent"),
+            lambda c: c["models"].update(
+                rbm={
+                    "family": "lattice_rbm",
+                    "hidden_species": ["X"],
+                    "couple": {"A": "X"},
+                    "initial": {"method": "fit"},
+                    "dynamics": {
+                        "coords": ["b_A", "W_AX", "b_X"],
+                        "spacing": 0.5,
+                        "prior": "maxent",
+                    },
+                }
+            ),
+            "models.rbm.dynamics.prior",
+            "family chain or chain_rbm",
+        ),
+        (
+            lambda c: c["models"]["hidden"]["dynamics"].update(
+                prior="maxent", coords=["b_A", "W_AX"], spacing=0.5, margin=1.0
+            ),
             "models.hidden.dynamics.prior",
-            "family chain",
+            "all parameters",
         ),
         (
             lambda c: c["models"]["visible"]["dynamics"].update(

@@ -278,25 +278,24 @@ def test_learning_rate_groups():
     assert exp.training.rates(("b_A", "J_AA", "K_AAA")) == [0.8, 0.1, 0.1]
 
 
-def test_maxent_prior_is_where_training_starts(tiny, tmp_path):
-    """``prior: maxent``: with 0 steps the stored F is the closure's Hermite interpolant (exact
-    at the vertices), and training moves on from there."""
-    from dbdflow.evaluate.maxent import MaxEntClosure
+@pytest.mark.parametrize("name", ["visible", "hidden"])
+def test_maxent_prior_is_where_training_starts(tiny, tmp_path, name):
+    """``prior: maxent`` (chain, and chain RBM through its marginal): with 0 steps the stored F
+    is the closure's Hermite interpolant (exact at the vertices), and training moves on."""
+    from dbdflow.evaluate.maxent import prior_closure
 
     cfg, root, _ = tiny
     out = tmp_path / "models"
-    stages.fit_initial(cfg, root / "moments" / "train.h5", "visible", "train", out / "i.h5")
+    stages.fit_initial(cfg, root / "moments" / "train.h5", name, "train", out / "i.h5")
 
     def variant(steps, substeps=1):
         def edit(c):
             c["training"]["steps"] = steps
-            c["models"]["visible"]["dynamics"].update(
-                prior="maxent", smoothness=1e-6, substeps=substeps
-            )
+            c["models"][name]["dynamics"].update(prior="maxent", smoothness=1e-6, substeps=substeps)
 
         return write_config(tmp_path, f"prior{steps}_{substeps}", edit)
 
-    args = (root / "moments" / "train.h5", out / "i.h5", "visible")
+    args = (root / "moments" / "train.h5", out / "i.h5", name)
     with pytest.raises(config.ConfigError, match=r"dynamics\.substeps: .* unstable") as err:
         stages.train(variant(4), *args, out / "unstable.h5")  # p = 0.2, data step 0.02: stiff
     assert not (out / "unstable.h5").exists()
@@ -305,8 +304,9 @@ def test_maxent_prior_is_where_training_starts(tiny, tmp_path):
     stages.train(variant(4, need), *args, out / "four.h5")
     zero, four = io.read_dynamics(out / "zero.h5"), io.read_dynamics(out / "four.h5")
     exp = config.load(variant(0, need))
-    closure = MaxEntClosure(
-        exp.model("visible").param_names, exp.species, exp.network, exp.lattice, exp.dt
+    spec = exp.model(name)
+    closure = prior_closure(
+        spec.family, spec.param_names, exp.species, exp.network, exp.lattice, exp.dt
     )
     dyn_model = model_from_functions(zero["functions"])
     vertices = dyn_model.grids[0].vertices()

@@ -588,12 +588,13 @@ def _model(
 
 
 def _check_maxent(raw, family, names, coords, lattice, network, field, fail) -> None:
-    """``prior: maxent`` needs a chain over all its parameters and a local process."""
+    """``prior: maxent`` needs a 1D chain or chain RBM, F over all its parameters and a local
+    process."""
     from dbdflow.evaluate.closures import Process
     from dbdflow.evaluate.maxent import check_process
 
-    if family != "chain" or lattice.ndim != 1:
-        fail(field, f"maxent needs family chain on a 1D lattice, not {family!r}")
+    if family not in EXACT_FAMILIES or lattice.ndim != 1:
+        fail(field, f"maxent needs family chain or chain_rbm on a 1D lattice, not {family!r}")
     if sorted(coords) != sorted(names):
         fail(field, f"maxent needs F over all parameters {list(names)}, got coords {list(coords)}")
     unsupported = check_process(Process.build(network, lattice, raw["dt"], raw["semantics"]))

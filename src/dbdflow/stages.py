@@ -383,10 +383,10 @@ def _prior(exp, spec, dyn_model, coords, theta0, data_dt) -> np.ndarray | None:
     some training θ(t0) is a config error naming the substeps it needs."""
     if spec.dynamics.prior == "none":
         return None
-    from dbdflow.evaluate.maxent import MaxEntClosure
+    from dbdflow.evaluate.maxent import prior_closure
 
-    closure = MaxEntClosure(
-        spec.param_names, exp.species, exp.network, exp.lattice, exp.dt, exp.semantics
+    closure = prior_closure(
+        spec.family, spec.param_names, exp.species, exp.network, exp.lattice, exp.dt, exp.semantics
     )
     dyn = spec.dynamics
     radius = float(closure.stiffness(theta0).max())

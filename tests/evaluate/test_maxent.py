@@ -8,10 +8,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbdflow.boltzmann import chain, exact_covariance, exact_moments, exact_string_moments
+from dbdflow.boltzmann import (
+    chain,
+    chain_rbm,
+    exact_covariance,
+    exact_moments,
+    exact_string_moments,
+)
 from dbdflow.dynamics import DynamicsModel, HermiteGrid
-from dbdflow.evaluate.closures import Process
-from dbdflow.evaluate.maxent import WINDOW, MaxEntClosure, maxent_closure
+from dbdflow.evaluate.closures import Process, integrate_rk4
+from dbdflow.evaluate.maxent import (
+    WINDOW,
+    ChainRbmMaxEnt,
+    MaxEntClosure,
+    maxent_closure,
+    prior_closure,
+)
 from dbdflow.simulate import Lattice, ReactionNetwork
 
 NAMES = ("b_A", "J_AA", "K_AAA")
@@ -226,3 +238,95 @@ def test_two_species_chain_against_exact_moments_and_a_brute_force_generator():
         idx = states[:, [(i + k) % n for k in range(WINDOW)]] @ (3 ** np.arange(WINDOW)[::-1])
         np.add.at(windows, idx, prob / n)
     np.testing.assert_allclose(windows @ small.gain, prob @ drift / n, rtol=1e-10, atol=1e-12)
+
+
+RBM_THETAS = np.array([[0.3, 1.5, -1.2], [-1.0, 0.5, 0.4], [-0.5, -2.0, 1.0], [0.8, 2.5, -3.0]])
+
+
+def rbm_closure(reactions=("A + A -> 0 @ 0.05",), ridge=1e-4):
+    network = ReactionNetwork.parse(["A"], list(reactions))
+    lattice = Lattice((1000,), "reflecting")
+    return ChainRbmMaxEnt(("A",), network, lattice, 0.01, "paper", ridge=ridge)
+
+
+def test_chain_rbm_sums_out_to_the_marginal_chain():
+    """On a ring the RBM's visible strings equal those of the chain (b_eff, J_eff, 0)."""
+    me = rbm_closure()
+    ring_rbm, ring = chain_rbm(60, "periodic"), chain(60, "periodic")
+    for theta, (b, j) in zip(RBM_THETAS, me.marginal(RBM_THETAS), strict=True):
+        hidden, visible = (
+            exact_string_moments(ring_rbm, theta),
+            exact_string_moments(ring, [b, j, 0.0]),
+        )
+        for key in ("A", "AA", "AAA", "AAAA", "A.A"):
+            assert hidden[key] == pytest.approx(visible[key], rel=1e-10), key
+    assert np.all(me.marginal(RBM_THETAS)[:, 1] >= 0)  # J_eff ≥ 0: f convex
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(-4, 4), min_size=3, max_size=3))
+def test_marginal_jacobian_is_the_derivative_of_the_marginal(theta):
+    me = rbm_closure()
+    theta = np.array([theta])
+    eps = 1e-6
+    fd = np.stack(
+        [
+            (me.marginal(theta + eps * e) - me.marginal(theta - eps * e))[0] / (2 * eps)
+            for e in np.eye(3)[:2]
+        ],
+        axis=1,
+    )
+    np.testing.assert_allclose(me.marginal_jacobian(theta)[0], fd, rtol=1e-6, atol=1e-8)
+
+
+def test_chain_rbm_flow_follows_the_marginal_closure():
+    """b' stays; with a vanishing ridge the marginal (b_eff, J_eff) moves along the (b, J)
+    chain's own max-ent closure, A F = C₂⁻¹ ⟨L T₂⟩ (finite differences of the marginal along
+    F); with the ridge, F solves the regularised normal equations."""
+    exact = rbm_closure(ridge=1e-9)
+    flow = exact.rhs(RBM_THETAS)
+    np.testing.assert_array_equal(flow[:, 2], 0.0)
+    marginal = exact.marginal_closure
+    target = marginal.rhs(exact.marginal(RBM_THETAS))
+    eps = 1e-6
+    moved = (exact.marginal(RBM_THETAS + eps * flow) - exact.marginal(RBM_THETAS - eps * flow)) / (
+        2 * eps
+    )
+    np.testing.assert_allclose(moved, target, rtol=1e-4)  # the ridge's bias: ~1e-5
+
+    ridged = rbm_closure(ridge=1e-2)
+    f = ridged.rhs(RBM_THETAS)
+    a = ridged.marginal_jacobian(RBM_THETAS)
+    v = ridged.marginal(RBM_THETAS)
+    cov, gain = marginal.covariance(v), marginal.generator(v)
+    lhs = np.einsum("nki,nkl,nlj->nij", a, cov, a) + 1e-2 * np.eye(2)
+    np.testing.assert_allclose(
+        np.einsum("nij,nj->ni", lhs, f[:, :2]), np.einsum("nki,nk->ni", a, gain)
+    )
+    assert np.abs(np.einsum("nki,ni->nk", a, f[:, :2]) - target).max() > 1e-3  # biased
+
+
+def test_chain_rbm_closure_settles_at_zero_coupling():
+    """W = 0 (J_eff = 0, out of reach below): the flow is finite there, and under annihilation
+    (which wants J_eff < 0) RBMs started at W > 0 go to W ≈ 0 instead of past it, with the
+    density still falling."""
+    me = rbm_closure()
+    assert np.all(np.isfinite(me.rhs([[-0.5, 0.0, -1.0]])))
+    start = np.array([[-0.5, 0.3, -1.0], [0.5, 1.0, -2.0]])
+    theta = integrate_rk4(me.rhs, start, np.linspace(0.0, 4.0, 9), 0.002)
+    assert np.all(np.isfinite(theta)) and np.all(theta[:, :, 2] == start[:, None, 2])
+    assert np.abs(theta[:, 1:, 1]).max() < 0.05
+    marginal = me.marginal(theta.reshape(-1, 3)).reshape(2, 9, 2)
+    assert marginal[:, 1:, 1].max() < 1e-3 and np.all(np.diff(marginal[:, :, 0]) < 0)
+
+
+def test_prior_closure_dispatches_on_the_family():
+    network = ReactionNetwork.parse(["A"], ["A + A -> 0 @ 0.01"])
+    lattice = Lattice((100,), "periodic")
+    assert isinstance(prior_closure("chain", NAMES, ("A",), network, lattice, 0.01), MaxEntClosure)
+    rbm = prior_closure("chain_rbm", ("b_A", "W_AX", "b_X"), ("A",), network, lattice, 0.01)
+    assert isinstance(rbm, ChainRbmMaxEnt)
+    with pytest.raises(ValueError, match="chain_rbm"):
+        prior_closure("lattice_rbm", ("b_A",), ("A",), network, lattice, 0.01)
+    with pytest.raises(ValueError, match="parameters"):
+        prior_closure("chain_rbm", ("b_A", "W_AX"), ("A",), network, lattice, 0.01)

@@ -21,6 +21,27 @@ tables, :class:`~dbdflow.evaluate.closures.Process`): every ordered bond (a, b) 
 a into a' at ``site[a, a']`` (in-place rules; creation per empty site). Births onto a neighbour
 and the paper's global creation rate are not local bond or site events and are not covered.
 
+**The chain RBM** (eq. 39, family ``chain_rbm``, θ = (b, W, b')) sums out to a chain: with
+f(s) = ln(1 + e^(b' + W s)) for the hidden unit between sites whose occupations add up to s,
+
+    p̃(v; θ) ∝ exp(b_eff Σ_i v_i + J_eff Σ_i v_i v_{i+1}),
+    b_eff = b + 2 (f(1) − f(0)),   J_eff = f(0) + f(2) − 2 f(1) ≥ 0 (f convex),
+
+per site of the infinite chain. Of its three parameters two are identifiable: every
+(b_eff, J_eff) with 0 ≤ J_eff < ln(1 + e^(−b')) is reached by one (b, W ≥ 0) at any fixed b'.
+The closure therefore keeps b' where fit-initial put it (the gauge) and moves (b, W) so that
+the marginal follows the max-ent closure of the (b, J) chain, in the least-squares sense of
+the marginal's Fisher metric C₂ = Cov(T₂)/N, T₂ = (Σv, Σvv), with a ridge ε (``RBM_RIDGE``):
+
+    (F_b, F_W) = (Aᵀ C₂ A + ε I)⁻¹ Aᵀ ⟨L T₂⟩,   F_b' = 0,
+    A = ∂(b_eff, J_eff)/∂(b, W) = [[1, 2σ(b' + W)], [0, 2(σ(b' + 2W) − σ(b' + W))]],
+
+(:class:`ChainRbmMaxEnt`). As ε → 0, A F → C₂⁻¹ ⟨L T₂⟩ wherever A is invertible (W ≠ 0). At
+W = 0 the row of J_eff vanishes (J_eff ≈ σ'(b') W²) and anticorrelation (J_eff < 0) is out of
+the model's reach; the ridge lets W settle at 0 instead of diverging, and bounds the
+stiffness there. Fixing b' instead of taking the smallest step in all three parameters gives
+the same marginal flow and is half as stiff (RBM_RIDGE).
+
 Everything is per site of the infinite chain (translation invariant), so F_ME does not depend
 on N. The chain is a Markov chain of the pair states s_i = (v_i, v_{i+1}) with transfer matrix
 M[(a, b), (b, c)] = exp(Σ_k θ_k ι_k(a, b, c)), ι_k the increment of T_k when site c is appended
@@ -38,6 +59,7 @@ expected change rates of T given the window (B/N bonds per site, as in the closu
 
 from __future__ import annotations
 
+import abc
 import itertools
 
 import numpy as np
@@ -51,6 +73,13 @@ CHUNK = 4096
 SQUARINGS = 32  # Perron vectors by repeated squaring: (λ₂/λ)^(2^32) ≈ 0 for λ₂/λ < 1 − 1e-8
 STEP_TOL = 1e-4  # θ agreement of step doublings in maxent_closure (counts: ≲ 3e-5 N)
 MAX_DOUBLINGS = 6
+# Ridge of the chain RBM's closure (per site), chosen on the paper 1D TRAIN split: F_ME alone
+# from the training θ(t0) has RMSE (orders 1-4) 2.54/2.34/2.42/2.35 at ε = 1e-3,
+# 2.76/2.18/2.29/2.25 at 1e-4 and 2.79/2.17/2.27/2.24 at 1e-5 (ε → 0 converges), with Jacobian
+# spectral radii along those trajectories up to 289 (1e-4) and 2371 (1e-5) per unit time: 1e-4
+# is the limit at the visible closure's stiffness (≈ 530). The smallest step in (b, W, b')
+# instead of fixing b' gives the same RMSE at radius 528.
+RBM_RIDGE = 1e-4
 _MAXENT_STATS = ("counts", "pairs", "strings3")  # the chain's sufficient statistics
 
 
@@ -109,7 +138,67 @@ def maxent_closure(
     return out if batched else {k: v[0] for k, v in out.items()}
 
 
-class MaxEntClosure:
+class _GridPrior(abc.ABC):
+    """What a prior F_ME(θ) gives the learned F: its stiffness and its Hermite interpolant.
+    Subclasses define ``names`` (the model's parameters) and ``rhs`` (n, K) → (n, K)."""
+
+    names: tuple[str, ...]
+
+    @property
+    def n_params(self) -> int:
+        return len(self.names)
+
+    @abc.abstractmethod
+    def rhs(self, theta) -> np.ndarray:
+        """F_ME at each θ (n, K) → (n, K)."""
+
+    def stiffness(self, theta) -> np.ndarray:
+        """Spectral radius of the Jacobian ∂F_ME/∂θ at each θ, float (n,) (central differences):
+        an explicit step h is stable near θ only if h times this is inside the scheme's
+        stability region."""
+        jac = _jacobian(self.rhs, self._theta(theta), FD_STEP)
+        return np.abs(np.linalg.eigvals(jac)).max(axis=1)
+
+    def coefficients(self, model, coords) -> np.ndarray:
+        """Flat u of the Hermite interpolant of F_ME on every F_k of ``model`` (a
+        :class:`~dbdflow.dynamics.ode.DynamicsModel` whose F_k are over ``coords``, the indices
+        of all K parameters in some order). Vertex derivatives by central differences
+        (step ``FD_STEP``)."""
+        coords = tuple(int(c) for c in coords)
+        if sorted(coords) != list(range(self.n_params)):
+            raise ValueError(
+                f"the max-ent prior needs F over all parameters {self.names}, got coordinates "
+                f"{[self.names[c] for c in coords]}"
+            )
+        cache: dict[tuple, np.ndarray] = {}
+        funcs = []
+        for grid, k in zip(model.grids, range(model.n_params), strict=True):
+            key = grid.key()
+            if key not in cache:
+                cache[key] = _vertex_derivatives(self.rhs, grid.vertices(), coords)
+            funcs.append(lambda x, table=cache[key], k=k: table[:, :, k])
+        return model.interpolate(funcs)
+
+    def _theta(self, theta) -> np.ndarray:
+        theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
+        if theta.ndim != 2 or theta.shape[1] != self.n_params:
+            raise ValueError(f"θ must have shape (n, {self.n_params}), got {theta.shape}")
+        return theta
+
+
+def prior_closure(family, names, species, network, lattice, dt, semantics="standard"):
+    """The max-ent closure of a ``chain`` (:class:`MaxEntClosure`) or ``chain_rbm``
+    (:class:`ChainRbmMaxEnt`) model with parameters ``names``."""
+    if family == "chain":
+        return MaxEntClosure(names, species, network, lattice, dt, semantics)
+    if family == "chain_rbm":
+        if tuple(names) != ChainRbmMaxEnt.names:
+            raise ValueError(f"a chain RBM has parameters {ChainRbmMaxEnt.names}, got {names}")
+        return ChainRbmMaxEnt(species, network, lattice, dt, semantics)
+    raise ValueError(f"the max-ent closure needs family chain or chain_rbm, not {family!r}")
+
+
+class MaxEntClosure(_GridPrior):
     """F_ME(θ) of a ``chain`` model (module docstring) on a lattice process.
 
     ``names``: the chain's parameter names (``dbdflow.boltzmann.chain(...).param_names``, e.g.
@@ -135,10 +224,6 @@ class MaxEntClosure:
         self.increments = _increments(self.names, self.species)  # (K, S, S, S)
         self.bonds_per_site = process.n_bonds / process.n_sites
         self.gain = _gain_table(self.increments, process.bond, process.site, self.bonds_per_site)
-
-    @property
-    def n_params(self) -> int:
-        return len(self.names)
 
     def window_probabilities(self, theta, length: int) -> np.ndarray:
         """P(v_1 … v_L) of the infinite chain, float (n, S^L) (C order over v_1 … v_L)."""
@@ -179,39 +264,6 @@ class MaxEntClosure:
             )[..., 0]
         return out
 
-    def stiffness(self, theta) -> np.ndarray:
-        """Spectral radius of the Jacobian ∂F_ME/∂θ at each θ, float (n,) (central differences):
-        an explicit step h is stable near θ only if h times this is inside the scheme's
-        stability region."""
-        jac = _jacobian(self.rhs, self._theta(theta), FD_STEP)
-        return np.abs(np.linalg.eigvals(jac)).max(axis=1)
-
-    def coefficients(self, model, coords) -> np.ndarray:
-        """Flat u of the Hermite interpolant of F_ME on every F_k of ``model`` (a
-        :class:`~dbdflow.dynamics.ode.DynamicsModel` whose F_k are over ``coords``, the indices
-        of all K parameters in some order). Vertex derivatives by central differences
-        (step ``FD_STEP``)."""
-        coords = tuple(int(c) for c in coords)
-        if sorted(coords) != list(range(self.n_params)):
-            raise ValueError(
-                f"the max-ent prior needs F over all parameters {self.names}, got coordinates "
-                f"{[self.names[c] for c in coords]}"
-            )
-        cache: dict[tuple, np.ndarray] = {}
-        funcs = []
-        for grid, k in zip(model.grids, range(model.n_params), strict=True):
-            key = grid.key()
-            if key not in cache:
-                cache[key] = _vertex_derivatives(self.rhs, grid.vertices(), coords)
-            funcs.append(lambda x, table=cache[key], k=k: table[:, :, k])
-        return model.interpolate(funcs)
-
-    def _theta(self, theta) -> np.ndarray:
-        theta = np.atleast_2d(np.asarray(theta, dtype=np.float64))
-        if theta.ndim != 2 or theta.shape[1] != self.n_params:
-            raise ValueError(f"θ must have shape (n, {self.n_params}), got {theta.shape}")
-        return theta
-
     def _perron(self, theta):
         """Transfer weights w[n, a, b, c] = M[(a, b), (b, c)] (rescaled per θ) and the Perron
         left/right eigenvectors (n, S²) of the matrices M (zero where the middle sites differ)."""
@@ -222,6 +274,52 @@ class MaxEntClosure:
         for b in range(s):
             m[:, :, b, b, :] = weights[:, :, b, :]
         return (weights, *_perron_vectors(m.reshape(theta.shape[0], s * s, s * s)))
+
+
+class ChainRbmMaxEnt(_GridPrior):
+    """F_ME(θ) of the chain RBM (eq. 39) with ``names`` ``("b_A", "W_AX", "b_X")``: the
+    ridge-regularised closure of its score through its marginal chain (module docstring)."""
+
+    names = ("b_A", "W_AX", "b_X")
+
+    def __init__(self, species, network, lattice, dt, semantics="standard", ridge=RBM_RIDGE):
+        (a,) = species
+        self.marginal_closure = MaxEntClosure(
+            (f"b_{a}", f"J_{a}{a}"), species, network, lattice, dt, semantics
+        )
+        self.ridge = float(ridge)
+
+    def marginal(self, theta) -> np.ndarray:
+        """(b_eff, J_eff) of the marginal chain, float (n, 2)."""
+        b, w, c = self._theta(theta).T
+        f0, f1, f2 = np.logaddexp(0.0, c), np.logaddexp(0.0, c + w), np.logaddexp(0.0, c + 2 * w)
+        return np.column_stack([b + 2 * (f1 - f0), f0 + f2 - 2 * f1])
+
+    def marginal_jacobian(self, theta) -> np.ndarray:
+        """A = ∂(b_eff, J_eff)/∂(b, W), float (n, 2, 2) (f' = σ, the logistic function)."""
+        _, w, c = self._theta(theta).T
+        s1, s2 = (0.5 * (1.0 + np.tanh(0.5 * x)) for x in (c + w, c + 2 * w))
+        out = np.zeros((w.size, 2, 2))
+        out[:, 0, 0] = 1.0
+        out[:, 0, 1] = 2 * s1
+        out[:, 1, 1] = 2 * (s2 - s1)
+        return out
+
+    def rhs(self, theta) -> np.ndarray:
+        """F_ME(θ): (F_b, F_W) = (Aᵀ C₂ A + ε I)⁻¹ Aᵀ ⟨L T₂⟩, F_b' = 0, float (n, 3), in
+        chunks of ``CHUNK``."""
+        theta = self._theta(theta)
+        out = np.zeros_like(theta)
+        for start in range(0, theta.shape[0], CHUNK):
+            part = theta[start : start + CHUNK]
+            v, a = self.marginal(part), self.marginal_jacobian(part)
+            cov = self.marginal_closure.covariance(v)
+            gain = self.marginal_closure.generator(v)
+            lhs = np.einsum("nki,nkl,nlj->nij", a, cov, a) + self.ridge * np.eye(2)
+            out[start : start + CHUNK, :2] = np.linalg.solve(
+                lhs, np.einsum("nki,nk->ni", a, gain)[..., None]
+            )[..., 0]
+        return out
 
 
 def check_process(process) -> list[str]:
