@@ -1,4 +1,5 @@
-"""The maximum-entropy moment closure of a fully visible chain, and the prior it gives F.
+"""The maximum-entropy moment closure of a fully visible chain (and, through its marginal, of
+the chain RBM), and the prior it gives F.
 
 A chain Boltzmann machine p̃(v; θ) ∝ exp(Σ_k θ_k T_k(v)) (eq. 37, family ``chain``) has moments
 μ(θ) = ⟨T⟩_θ with Jacobian ∂μ/∂θ = Cov_θ(T) (eq. 25). If the lattice process were at every
@@ -281,7 +282,8 @@ class MaxEntClosure(_GridPrior):
 
 class ChainRbmMaxEnt(_GridPrior):
     """F_ME(θ) of the chain RBM (eq. 39) with ``names`` ``("b_A", "W_AX", "b_X")``: the
-    ridge-regularised closure of its score through its marginal chain (module docstring)."""
+    closure of its marginal chain, mapped to (b, W) by Fisher-weighted ridge least squares at
+    fixed b' (module docstring)."""
 
     names = ("b_A", "W_AX", "b_X")
 
