@@ -77,3 +77,11 @@ def test_a_failed_savefig_leaves_neither_the_figure_nor_a_temp_file(tmp_path, mo
     monkeypatch.undo()
     assert_png(plots.theta_trajectories(synthetic_dynamics(2), out / "theta.png", title="m"))
     assert [p.name for p in out.iterdir()] == ["theta.png"]
+
+
+def test_log_scale_when_one_curve_would_flatten_the_others():
+    flat = [np.full(10, 2.0), np.full(10, 3.0), np.full(10, 2.5)]
+    assert not plots.needs_log_scale(flat)
+    assert not plots.needs_log_scale([*flat, np.full(10, 40.0)])  # 16x the typical 2.5
+    assert plots.needs_log_scale([*flat, np.linspace(1.0, 70.0, 10)])  # peak 28x
+    assert not plots.needs_log_scale([np.array([]), np.array([])])

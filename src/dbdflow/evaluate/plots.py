@@ -133,6 +133,16 @@ def moment_trajectories(
     return _save(fig, path)
 
 
+def needs_log_scale(curves, ratio: float = 20.0) -> bool:
+    """Whether one curve's peak exceeds ``ratio`` times the typical curve level (the median
+    over curves of each curve's median): on a linear axis it would flatten the others."""
+    medians = [np.median(c) for c in curves if c.size]
+    if not medians:
+        return False
+    peak = max(c.max() for c in curves if c.size)
+    return bool(peak > ratio * max(float(np.median(medians)), 1e-300))
+
+
 def rmse_vs_time(
     metrics: Mapping,
     path: str | Path,
@@ -157,10 +167,9 @@ def rmse_vs_time(
                 colour, ls = style[name]
                 ax.plot(times, y, color=colour, ls=ls, lw=1.5, label=name)
                 values.append(y[np.isfinite(y)])
-        finite = np.concatenate(values) if values else np.array([])
-        if finite.size and finite.max() > 100 * max(np.median(finite), 1e-300):
-            ax.set_yscale("log")  # a diverging model would flatten the others
-            ax.set_ylim(bottom=1e-3 * finite.max())
+        if needs_log_scale(values):
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=1e-3 * max(v.max() for v in values if v.size))
         else:
             ax.set_ylim(bottom=0.0)
         if n_species == 1:
