@@ -95,6 +95,28 @@ def test_shipped_configs_all_load():
             "family chain or chain_rbm",
         ),
         (
+            lambda c: c["models"].update(
+                grid={
+                    "family": "lattice",
+                    "terms": ["b"],
+                    "dynamics": {"coords": ["b_A"], "spacing": 0.5},
+                }
+            ),
+            "models.grid.terms",
+            "only used by family chain",
+        ),
+        (
+            lambda c: c["models"].update(
+                grid={
+                    "family": "lattice",
+                    "asleep": {"method": "exact"},
+                    "dynamics": {"coords": ["b_A"], "spacing": 0.5},
+                }
+            ),
+            "models.grid.asleep.method",
+            "exact moments need",
+        ),
+        (
             lambda c: c["models"]["hidden"]["dynamics"].update(
                 prior="maxent", coords=["b_A", "W_AX"], spacing=0.5, margin=1.0
             ),
@@ -135,6 +157,23 @@ def test_missing_and_malformed_files(tmp_path):
     (tmp_path / "x.yaml").write_text("lattice: [unclosed")
     with pytest.raises(config.ConfigError, match=r"x\.yaml: not valid YAML"):
         config.load(tmp_path / "x.yaml")
+
+
+def test_lattice_family_is_the_fully_visible_model_on_any_lattice():
+    cfg = base()
+    cfg["lattice"] = {"shape": [4, 5], "boundary": "reflecting"}
+    cfg["species"] = ["A", "B"]
+    cfg["reactions"] = ["A + B -> 0 @ 0.5"]
+    cfg["initial"] = {"kind": "counts", "counts": {"A": 5, "B": 5}}
+    cfg["models"] = {
+        "grid": {"family": "lattice", "dynamics": {"coords": ["b_A", "b_B"], "spacing": 0.5}}
+    }
+    exp = config.from_dict(cfg)
+    spec = exp.models["grid"]
+    assert spec.param_names == ("b_A", "b_B", "J_AA", "J_AB", "J_BB")
+    assert spec.asleep.method == "random" and not spec.needs_states  # awake moments are data
+    model = spec.build(exp)
+    assert model.family == "lattice" and model.shape == (4, 5) and model.n_sites == 20
 
 
 def test_a_model_overrides_training_keys_and_its_view_carries_them():

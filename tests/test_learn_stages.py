@@ -173,6 +173,33 @@ def test_lattice_statistics_models(tmp_path):
     assert ckpt["asleep"]["chains"].shape == (3 * 11, 4, 2 * 36 + 1)  # every (ic, step) point
     assert io.read_dynamics(tmp_path / "d.h5")["log"]["loss"].size == 3
 
+    # the fully visible lattice learns from the moments alone: its awake moments are the
+    # recorded counts and pairs, no lattices needed
+    def visible(c):
+        edit(c)
+        values = {"b_A": -1.0, "b_B": -1.0, "J_AA": 0.0, "J_AB": 0.0, "J_BB": 0.0}
+        c["models"] = {
+            "grid": {
+                "family": "lattice",
+                "initial": {"method": "given", "values": values},
+                "dynamics": {"coords": ["b_A", "b_B"], "spacing": 0.5},
+                "asleep": {"method": "pcd", "sweeps": 2, "chains": 4},
+            }
+        }
+
+    cfg = write_config(tmp_path, "visible", visible)
+    exp = config.load(cfg)
+    spec = exp.models["grid"]
+    mean = io.read_moments(mom)["mean"]
+    awake = stages._awake(spec, spec.build(exp), {"mean": mean}, None, "test")
+    np.testing.assert_array_equal(
+        awake([1, 2], [0, 10], np.zeros((2, 5))),
+        np.hstack([mean["counts"][[1, 2], [0, 10]], mean["pairs"][[1, 2], [0, 10]]]),
+    )
+    stages.fit_initial(cfg, mom, "grid", "train", tmp_path / "gi.h5")
+    stages.train(cfg, mom, tmp_path / "gi.h5", "grid", tmp_path / "gd.h5")
+    assert io.read_dynamics(tmp_path / "gd.h5")["log"]["loss"].size == 3
+
     def open_chain(c):
         c["lattice"]["boundary"] = "reflecting"
         c["models"] = {"hidden": c["models"]["hidden"]}

@@ -333,7 +333,7 @@ def _error_order(err: jsonschema.ValidationError):
 
 # --- reduced models and training (sections ``models`` and ``training``) --------------------------
 
-FAMILIES = ("chain", "chain_rbm", "lattice_rbm")
+FAMILIES = ("chain", "chain_rbm", "lattice", "lattice_rbm")
 EXACT_FAMILIES = ("chain", "chain_rbm")
 
 
@@ -393,13 +393,15 @@ class ModelSpec:
 
     def build(self, exp: Experiment):
         """The :class:`~dbdflow.boltzmann.BoltzmannModel` on the experiment's lattice."""
-        from dbdflow.boltzmann import chain, chain_rbm, lattice_rbm
+        from dbdflow.boltzmann import chain, chain_rbm, lattice, lattice_rbm
 
         n, boundary = exp.lattice.n_sites, exp.lattice.boundary
         if self.family == "chain":
             model = chain(n, boundary, species=exp.species, terms=self.terms)
         elif self.family == "chain_rbm":
             model = chain_rbm(n, boundary)
+        elif self.family == "lattice":
+            model = lattice(exp.lattice.shape, boundary, species=exp.species)
         else:
             model = lattice_rbm(
                 exp.lattice.shape, exp.species, self.hidden_species, self.field, self.couple
@@ -415,7 +417,8 @@ class ModelSpec:
 def _param_names(family, species, terms, hidden, couple) -> tuple[str, ...]:
     import itertools
 
-    if family == "chain":
+    if family in ("chain", "lattice"):
+        terms = terms if family == "chain" else ("b", "J")
         return tuple(
             t + "_" + "".join(species[c] for c in word)
             for t in ("b", "J", "K")
@@ -454,7 +457,7 @@ def _model(
         fail(f"{at}.family", f"chain_rbm has one visible species, the config has {species}")
     if family in EXACT_FAMILIES and lattice.boundary == "periodic" and lattice.n_sites < 3:
         fail(f"{at}.family", "a periodic chain needs at least 3 sites")
-    terms = tuple(t for t in "bJK" if t in spec["terms"])
+    terms = tuple(t for t in "bJK" if t in spec["terms"]) if family != "lattice" else ("b", "J")
     if family == "chain" and "K" in terms and len(species) > 1:
         fail(
             f"{at}.terms",

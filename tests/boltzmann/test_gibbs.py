@@ -9,7 +9,7 @@ import brute_force as bf
 import numpy as np
 import pytest
 
-from dbdflow.boltzmann import chain, chain_rbm, deep, exact_moments, gibbs, lattice_rbm
+from dbdflow.boltzmann import chain, chain_rbm, deep, exact_moments, gibbs, lattice, lattice_rbm
 
 # small models of every family, with parameters of both signs (<= 1296 joint states)
 MODELS = {
@@ -27,6 +27,11 @@ MODELS = {
         lambda: chain(3, "reflecting", species=("A", "B", "C", "D"), terms=("b", "J")),
         np.linspace(-0.8, 0.9, 14),
     ),
+    "lattice-2d-open": (
+        lambda: lattice((2, 3), "reflecting", ("A", "B")),
+        [0.3, -0.5, 0.8, -0.9, 0.4],
+    ),
+    "lattice-2d-periodic": (lambda: lattice((3, 3), "periodic"), [-0.4, 0.7]),
     "chain_rbm-periodic": (lambda: chain_rbm(4, "periodic"), [-0.3, 1.1, -0.8]),
     "chain_rbm-open": (lambda: chain_rbm(5, "reflecting"), [0.2, -0.9, 0.6]),
     "lattice_rbm": (

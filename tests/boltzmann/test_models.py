@@ -15,8 +15,11 @@ from dbdflow.boltzmann import (
     deep,
     exact_log_partition,
     exact_moments,
+    lattice,
     lattice_rbm,
 )
+from dbdflow.moments.observables import observables
+from dbdflow.simulate import Lattice
 
 BOUNDARIES = ("periodic", "reflecting")
 
@@ -234,6 +237,38 @@ def test_lattice_rbm_statistics_match_eq44(shape, field, paper_coupling, seed):
     pairs = [("A", "X"), ("B", "Y"), ("C", "X"), ("C", "Y")] if paper_coupling else None
     expected = layered_reference(v, [h], shape, fields, [vs, hs], [pairs])
     np.testing.assert_array_equal(m.statistics(v, h), expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    shape=st.sampled_from([(5,), (3, 4), (4, 3), (3, 3, 4), (2, 3, 2)]),
+    boundary=st.sampled_from(BOUNDARIES),
+    n_species=st.integers(1, 3),
+    seed=st.integers(0, 2**31),
+)
+def test_lattice_statistics_are_the_recorded_counts_and_pairs(shape, boundary, n_species, seed):
+    """The fully visible lattice's statistics are the simulator's observables (an independent
+    kernel over the same bonds), in the order b_<s>, then J_<st> in pair_labels order."""
+    if boundary == "periodic" and min(shape) < 3:
+        shape = tuple(max(s, 3) for s in shape)
+    species = ("A", "B", "C")[:n_species]
+    m = lattice(shape, boundary, species)
+    grid = Lattice(shape, boundary)
+    v = np.random.default_rng(seed).integers(0, n_species + 1, (4, grid.n_sites)).astype(np.int8)
+    obs = observables(v, grid, species)
+    np.testing.assert_array_equal(m.statistics(v), np.hstack([obs["counts"], obs["pairs"]]))
+    pairs = [a + b for i, a in enumerate(species) for b in species[i:]]
+    assert m.param_names == (*(f"b_{s}" for s in species), *(f"J_{p}" for p in pairs))
+    assert m.family == "lattice" and m.n_hidden == 0 and m.shape == grid.shape
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_one_dimensional_lattice_is_the_chain_without_triples(boundary):
+    a = lattice((6,), boundary, ("A", "B"))
+    b = chain(6, boundary, species=("A", "B"), terms=("b", "J"))
+    assert a.param_names == b.param_names
+    x = bf.all_states(b)
+    np.testing.assert_array_equal(a.statistics(x), b.statistics(x))
 
 
 def test_deep_statistics_match_definition():

@@ -37,10 +37,11 @@ MAX_KEYS = 1 << 20
 
 
 def chain_statistics(model, mean: dict[str, np.ndarray]) -> np.ndarray:
-    """Data moments (n_ics, n_times, K) of a ``chain`` model from the moments file's ``mean``
-    observables (arrays (n_ics, n_times, ...))."""
-    if model.family != "chain":
-        raise ValueError(f"chain_statistics needs a chain model, got {model.family!r}")
+    """Data moments (n_ics, n_times, K) of a fully visible ``chain`` or ``lattice`` model from the
+    moments file's ``mean`` observables (arrays (n_ics, n_times, ...)): its statistics are
+    recorded observables (counts, pairs, strings of 3), so the awake moments are data."""
+    if model.family not in ("chain", "lattice"):
+        raise ValueError(f"chain_statistics needs a chain or lattice model, got {model.family!r}")
     species = list(model.visible_species)
     pairs = [a + b for i, a in enumerate(species) for b in species[i:]]
     cols = []

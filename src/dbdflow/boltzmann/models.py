@@ -9,8 +9,9 @@ Parameter names: ``b_<s>`` bias of species s, ``J_<s><t>`` nearest-neighbour cou
 ``K_<s><t><u>`` coupling of three consecutive sites, ``W_<s><t>`` weight between visible (or lower
 layer) species s and hidden (upper layer) species t. Species names must be unique across layers.
 
-Constructors: :func:`chain` (eq. 37), :func:`chain_rbm` (eq. 39), :func:`lattice_rbm` (eq. 44),
-:func:`deep` (stacked layers, Lotka-Volterra study). All share :class:`BoltzmannModel`.
+Constructors: :func:`chain` (eq. 37), :func:`lattice` (its biases and nearest-neighbour
+couplings on 1-3D lattices), :func:`chain_rbm` (eq. 39), :func:`lattice_rbm` (eq. 44), :func:`deep`
+(stacked layers, Lotka-Volterra study). All share :class:`BoltzmannModel`.
 """
 
 from __future__ import annotations
@@ -308,6 +309,40 @@ def chain(n_sites: int, boundary: str = "periodic", species=("A",), terms=CHAIN_
         layers=(Layer(species, 0, n_sites),),
         cliques=builder.cliques(),
         terms=terms,
+    )
+
+
+def lattice(shape, boundary: str = "periodic", species=("A",)):
+    """Fully visible lattice in 1-3 dimensions: biases and nearest-neighbour couplings.
+
+    The multispecies Ising / Potts-type energy E(v) = -Σ_a b_a n_a - Σ_{a≤b} J_ab P_ab with n_a
+    the count of species a and P_ab the number of nearest-neighbour bonds holding {a, b} in
+    either order: the maximum-entropy model of the moments the simulator records (``counts`` and
+    ``pairs``, :mod:`dbdflow.moments.observables`), so its awake moments are those moments
+    themselves. Parameters ``b_<a>``, then ``J_<a><b>`` (a ≤ b in ``species`` order, the order
+    of ``pair_labels``); bonds are those of :class:`dbdflow.simulate.Lattice` (``shape``,
+    ``boundary``). In 1D it equals :func:`chain` with ``terms=("b", "J")``. Used as the fully
+    visible DBD of the 3D Rössler experiment, where eq. 44's RBM is the hidden-unit model.
+    """
+    from dbdflow.simulate.lattice import Lattice
+
+    grid = Lattice(tuple(np.atleast_1d(shape).tolist()), _boundary(boundary))
+    species = _species(species, "species")
+    builder = _Builder()
+    for code, name in enumerate(species, 1):
+        builder.add("b_" + name, np.arange(grid.n_sites)[:, None], (code,))
+    for word in itertools.combinations_with_replacement(range(1, len(species) + 1), 2):
+        name = "J_" + "".join(species[c - 1] for c in word)
+        for arrangement in sorted(set(itertools.permutations(word))):
+            builder.add(name, grid.bonds, arrangement)
+    return BoltzmannModel(
+        family="lattice",
+        param_names=tuple(builder.names),
+        shape=grid.shape,
+        boundary=grid.boundary,
+        layers=(Layer(species, 0, grid.n_sites),),
+        cliques=builder.cliques(),
+        terms=("b", "J"),
     )
 
 
