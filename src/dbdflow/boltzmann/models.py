@@ -23,6 +23,7 @@ from functools import cached_property
 import numpy as np
 
 from dbdflow.boltzmann import mrf
+from dbdflow.simulate.lattice import Lattice
 
 BOUNDARIES = {"periodic": "periodic", "reflecting": "reflecting", "open": "reflecting"}
 CHAIN_TERMS = ("b", "J", "K")
@@ -324,8 +325,6 @@ def lattice(shape, boundary: str = "periodic", species=("A",)):
     ``boundary``). In 1D it equals :func:`chain` with ``terms=("b", "J")``. Used as the fully
     visible DBD of the 3D Rössler experiment, where eq. 44's RBM is the hidden-unit model.
     """
-    from dbdflow.simulate.lattice import Lattice
-
     grid = Lattice(tuple(np.atleast_1d(shape).tolist()), _boundary(boundary))
     species = _species(species, "species")
     builder = _Builder()
