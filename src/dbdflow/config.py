@@ -418,7 +418,6 @@ def _param_names(family, species, terms, hidden, couple) -> tuple[str, ...]:
     import itertools
 
     if family in ("chain", "lattice"):
-        terms = terms if family == "chain" else ("b", "J")
         return tuple(
             t + "_" + "".join(species[c] for c in word)
             for t in ("b", "J", "K")

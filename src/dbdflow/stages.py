@@ -226,7 +226,7 @@ def _awake(spec, model, mom, sims_files, where: str):
     from dbdflow.boltzmann import awake
 
     mean = mom["mean"]
-    if spec.family in ("chain", "lattice"):
+    if model.n_hidden == 0:
         return awake.FixedAwake(awake.chain_statistics(model, mean))
     if spec.family == "chain_rbm" and model.boundary == "periodic":
         return awake.FieldAwake(model, *awake.bond_histogram_from_moments(model, mean))

@@ -40,8 +40,8 @@ def chain_statistics(model, mean: dict[str, np.ndarray]) -> np.ndarray:
     """Data moments (n_ics, n_times, K) of a fully visible ``chain`` or ``lattice`` model from the
     moments file's ``mean`` observables (arrays (n_ics, n_times, ...)): its statistics are
     recorded observables (counts, pairs, strings of 3), so the awake moments are data."""
-    if model.family not in ("chain", "lattice"):
-        raise ValueError(f"chain_statistics needs a chain or lattice model, got {model.family!r}")
+    if model.n_hidden:
+        raise ValueError(f"chain_statistics needs a fully visible model, got {model.family!r}")
     species = list(model.visible_species)
     pairs = [a + b for i, a in enumerate(species) for b in species[i:]]
     cols = []

@@ -265,6 +265,17 @@ class _Builder:
         )
 
 
+def _add_multisets(builder: _Builder, term: str, species, runs) -> None:
+    """One parameter ``<term>_<word>`` per multiset ``word`` of species of size runs.shape[1]
+    (``combinations_with_replacement`` order), counting the rows of ``runs`` (unit tuples) that
+    hold exactly that multiset in any order."""
+    codes = range(1, len(species) + 1)
+    for word in itertools.combinations_with_replacement(codes, runs.shape[1]):
+        name = term + "_" + "".join(species[c - 1] for c in word)
+        for arrangement in sorted(set(itertools.permutations(word))):
+            builder.add(name, runs, arrangement)
+
+
 def _runs(n_sites: int, length: int, periodic: bool) -> np.ndarray:
     """(n, length) site indices of the runs i, i+1, .., i+length-1 (wrapping on a ring)."""
     starts = np.arange(n_sites if periodic else max(n_sites - length + 1, 0))
@@ -294,14 +305,11 @@ def chain(n_sites: int, boundary: str = "periodic", species=("A",), terms=CHAIN_
     terms = tuple(t for t in CHAIN_TERMS if t in terms)
     n_sites = _positive(n_sites, "n_sites", 3 if boundary == "periodic" else 1)
     periodic = boundary == "periodic"
-    codes = range(1, len(species) + 1)
     builder = _Builder()
     for term in terms:
-        for word in itertools.combinations_with_replacement(codes, CHAIN_TERMS.index(term) + 1):
-            name = term + "_" + "".join(species[c - 1] for c in word)
-            runs = _runs(n_sites, len(word), periodic)
-            for arrangement in sorted(set(itertools.permutations(word))):
-                builder.add(name, runs, arrangement)
+        _add_multisets(
+            builder, term, species, _runs(n_sites, CHAIN_TERMS.index(term) + 1, periodic)
+        )
     return BoltzmannModel(
         family="chain",
         param_names=tuple(builder.names),
@@ -328,12 +336,8 @@ def lattice(shape, boundary: str = "periodic", species=("A",)):
     grid = Lattice(tuple(np.atleast_1d(shape).tolist()), _boundary(boundary))
     species = _species(species, "species")
     builder = _Builder()
-    for code, name in enumerate(species, 1):
-        builder.add("b_" + name, np.arange(grid.n_sites)[:, None], (code,))
-    for word in itertools.combinations_with_replacement(range(1, len(species) + 1), 2):
-        name = "J_" + "".join(species[c - 1] for c in word)
-        for arrangement in sorted(set(itertools.permutations(word))):
-            builder.add(name, grid.bonds, arrangement)
+    _add_multisets(builder, "b", species, np.arange(grid.n_sites)[:, None])
+    _add_multisets(builder, "J", species, grid.bonds)
     return BoltzmannModel(
         family="lattice",
         param_names=tuple(builder.names),
