@@ -117,6 +117,18 @@ def test_shipped_configs_all_load():
             "exact moments need",
         ),
         (
+            lambda c: c["models"]["hidden"]["dynamics"].update(prior="mean_field"),
+            "models.hidden.dynamics.prior",
+            "fully visible model (family chain or lattice), not 'chain_rbm'",
+        ),
+        (
+            lambda c: c["models"]["visible"]["dynamics"].update(
+                prior="mean_field", coords=["J_AA", "K_AAA"], margin=1.0
+            ),
+            "models.visible.dynamics.prior",
+            "every bias ['b_A']",
+        ),
+        (
             lambda c: c["models"]["hidden"]["dynamics"].update(
                 prior="maxent", coords=["b_A", "W_AX"], spacing=0.5, margin=1.0
             ),
@@ -174,6 +186,9 @@ def test_lattice_family_is_the_fully_visible_model_on_any_lattice():
     assert spec.asleep.method == "random" and not spec.needs_states  # awake moments are data
     model = spec.build(exp)
     assert model.family == "lattice" and model.shape == (4, 5) and model.n_sites == 20
+    assert spec.dynamics.prior == "none"
+    cfg["models"]["grid"]["dynamics"]["prior"] = "mean_field"  # any reactions, F over biases
+    assert config.from_dict(cfg).models["grid"].dynamics.prior == "mean_field"
 
 
 def test_a_model_overrides_training_keys_and_its_view_carries_them():

@@ -198,7 +198,37 @@ def test_lattice_statistics_models(tmp_path):
     )
     stages.fit_initial(cfg, mom, "grid", "train", tmp_path / "gi.h5")
     stages.train(cfg, mom, tmp_path / "gi.h5", "grid", tmp_path / "gd.h5")
-    assert io.read_dynamics(tmp_path / "gd.h5")["log"]["loss"].size == 3
+    trained = io.read_dynamics(tmp_path / "gd.h5")
+    assert trained["log"]["loss"].size == 3
+
+    # prior mean_field: with 0 steps F is the prior's interpolant (the biases' mean-field
+    # rates at the vertices, couplings 0); training moves on from it
+    from dbdflow.evaluate.maxent import MeanFieldPrior
+
+    def with_prior(steps):
+        def edit_prior(c):
+            visible(c)
+            c["models"]["grid"]["dynamics"]["prior"] = "mean_field"
+            c["training"]["steps"] = steps
+
+        return write_config(tmp_path, f"mf{steps}", edit_prior)
+
+    for steps in (0, 3):
+        stages.train(with_prior(steps), mom, tmp_path / "gi.h5", "grid", tmp_path / f"m{steps}.h5")
+    zero, three = (io.read_dynamics(tmp_path / f"m{s}.h5") for s in (0, 3))
+    prior = MeanFieldPrior(
+        spec.param_names, exp.species, exp.network, exp.lattice, exp.dt, exp.semantics
+    )
+    dyn_model = model_from_functions(zero["functions"])
+    vertices = dyn_model.grids[0].vertices()
+    theta = np.zeros((vertices.shape[0], 5))
+    theta[:, :2] = vertices
+    np.testing.assert_allclose(
+        dyn_model.rhs(zero["u"], theta), prior.rhs(theta), rtol=1e-10, atol=1e-10
+    )
+    assert np.abs(prior.rhs(theta)[:, :2]).max() > 1.0  # A + B -> 0 at p = 0.5 moves b
+    assert not np.array_equal(three["u"], zero["u"])
+    assert not np.array_equal(three["u"], trained["u"])
 
     def open_chain(c):
         c["lattice"]["boundary"] = "reflecting"

@@ -516,6 +516,18 @@ def _model(
 
     if dyn["prior"] == "maxent":
         _check_maxent(raw, family, names, coords, lattice, network, f"{at}.dynamics.prior", fail)
+    elif dyn["prior"] == "mean_field":
+        if family not in ("chain", "lattice"):
+            fail(
+                f"{at}.dynamics.prior",
+                f"mean_field needs a fully visible model (family chain or lattice), not {family!r}",
+            )
+        biases = [n for n in names if n.startswith("b_")]
+        if not set(biases) <= set(coords):
+            fail(
+                f"{at}.dynamics.prior",
+                f"mean_field needs F over every bias {biases}, got coords {list(coords)}",
+            )
 
     ini = spec["initial"]
     method = ini["method"]

@@ -379,26 +379,33 @@ STABILITY = {"euler": 2.0, "rk4": 2.785}
 
 def _prior(exp, spec, dyn_model, coords, theta0, data_dt) -> np.ndarray | None:
     """Coefficients of the configured prior F⁰ (``models.<m>.dynamics.prior``), None for none.
-    The max-ent closure is stiff in dense clustered states: a step that is unstable for it at
-    some training θ(t0) is a config error naming the substeps it needs."""
-    if spec.dynamics.prior == "none":
+    The max-ent closure is stiff in dense clustered states: a step that is unstable for the
+    prior at some training θ(t0) is a config error naming the substeps it needs."""
+    dyn = spec.dynamics
+    if dyn.prior == "none":
         return None
     from dbdflow.evaluate.maxent import prior_closure
 
     closure = prior_closure(
-        spec.family, spec.param_names, exp.species, exp.network, exp.lattice, exp.dt, exp.semantics
+        spec.family,
+        spec.param_names,
+        exp.species,
+        exp.network,
+        exp.lattice,
+        exp.dt,
+        exp.semantics,
+        kind=dyn.prior,
     )
-    dyn = spec.dynamics
     radius = float(closure.stiffness(theta0).max())
     need = int(np.ceil(data_dt * radius / STABILITY[dyn.scheme]))
     if need > dyn.substeps:
         raise config_mod.ConfigError(
-            f"{exp.source}: models.{spec.name}.dynamics.substeps: the max-ent prior has "
+            f"{exp.source}: models.{spec.name}.dynamics.substeps: the {dyn.prior} prior has "
             f"Jacobian eigenvalues up to {radius:.0f} per unit time at the training θ(t0); "
             f"{dyn.scheme} with {dyn.substeps} substeps of the data step {data_dt:g} is unstable "
             f"there, it needs substeps >= {need}"
         )
-    log.info("train %s: F starts from the max-ent closure (stiffness %.0f)", spec.name, radius)
+    log.info("train %s: F starts from the %s prior (stiffness %.0f)", spec.name, dyn.prior, radius)
     return closure.coefficients(dyn_model, coords)
 
 

@@ -16,11 +16,12 @@ from dbdflow.boltzmann import (
     exact_string_moments,
 )
 from dbdflow.dynamics import DynamicsModel, HermiteGrid
-from dbdflow.evaluate.closures import Process, integrate_rk4
+from dbdflow.evaluate.closures import Process, integrate_rk4, mean_field
 from dbdflow.evaluate.maxent import (
     WINDOW,
     ChainRbmMaxEnt,
     MaxEntClosure,
+    MeanFieldPrior,
     maxent_closure,
     prior_closure,
 )
@@ -330,3 +331,92 @@ def test_prior_closure_dispatches_on_the_family():
         prior_closure("lattice_rbm", ("b_A",), ("A",), network, lattice, 0.01)
     with pytest.raises(ValueError, match="parameters"):
         prior_closure("chain_rbm", ("b_A", "W_AX"), ("A",), network, lattice, 0.01)
+    mf = prior_closure(
+        "lattice", ("b_A", "J_AA"), ("A",), network, lattice, 0.01, kind="mean_field"
+    )
+    assert isinstance(mf, MeanFieldPrior) and mf.inputs == (0,)
+    assert isinstance(
+        prior_closure("chain", NAMES, ("A",), network, lattice, 0.01, kind="mean_field"),
+        MeanFieldPrior,
+    )
+    with pytest.raises(ValueError, match="family chain or lattice"):
+        prior_closure("lattice_rbm", ("b_A",), ("A",), network, lattice, 0.01, kind="mean_field")
+    with pytest.raises(ValueError, match="biases"):
+        prior_closure("lattice", ("J_AA",), ("A",), network, lattice, 0.01, kind="mean_field")
+    with pytest.raises(ValueError, match="maxent or mean_field"):
+        prior_closure("chain", NAMES, ("A",), network, lattice, 0.01, kind="pair")
+
+
+# --- the mean-field prior of fully visible models ----------------------------------------------
+
+ROSSLER = [
+    "A -> 2A @ 30",
+    "A + A -> A @ 0.1",
+    "A + B -> 2B @ 0.4",
+    "A + C -> 0 @ 0.24",
+    "B -> 0 @ 10",
+    "C -> 2C @ 16.5",
+    "C + C -> C @ 0.36",
+]
+LATTICE_NAMES = ("b_A", "b_B", "b_C", "J_AA", "J_AB", "J_AC", "J_BB", "J_BC", "J_CC")
+
+
+@pytest.mark.parametrize(
+    ("reactions", "shape", "semantics"),
+    [
+        (ROSSLER, (10, 10, 10), "paper"),  # births onto neighbours, paper rules
+        (
+            ["A + B -> C @ 0.3", "C -> A + B @ 2", "0 -> B @ 0.5", "B -> 0 @ 1"],
+            (30, 30),
+            "standard",
+        ),
+    ],
+)
+def test_mean_field_prior_integrates_to_the_mean_field_closure(reactions, shape, semantics):
+    """θ from dθ/dt = F⁰(θ) at J = 0 is the product measure whose densities solve the
+    mean-field rate equations: its counts equal closures.mean_field's from the same start, the
+    couplings stay 0, and F⁰ ignores them (it depends on the biases alone)."""
+    network = ReactionNetwork.parse(["A", "B", "C"], reactions)
+    lattice = Lattice(shape, "reflecting")
+    prior = MeanFieldPrior(LATTICE_NAMES, ("A", "B", "C"), network, lattice, 0.01, semantics)
+    counts = np.array([[200.0, 200.0, 200.0], [50.0, 400.0, 10.0]]) * lattice.n_sites / 1000
+    empty = lattice.n_sites - counts.sum(axis=1, keepdims=True)
+    theta0 = np.zeros((2, 9))
+    theta0[:, :3] = np.log(counts / empty)  # b_s = ln(ρ_s/ρ_∅)
+    times = np.linspace(0.0, 0.3, 7)
+    step = 2.5e-4  # RK4 in θ and in ρ: both discretisation errors ≲ 1e-10 relative
+    theta = integrate_rk4(prior.rhs, theta0, times, step)
+    expected = mean_field(
+        network, lattice, 0.01, {"counts": counts}, times, semantics=semantics, max_step=step
+    )
+    weights = np.exp(np.concatenate([np.zeros((2, 7, 1)), theta[..., :3]], axis=2))
+    got = lattice.n_sites * weights[..., 1:] / weights.sum(axis=2, keepdims=True)
+    np.testing.assert_allclose(got, expected["counts"], rtol=1e-8)
+    assert np.abs(np.diff(expected["counts"], axis=1)).max() > 1.0  # the counts do move
+    assert np.all(theta[..., 3:] == 0.0)
+    coupled = theta0 + np.concatenate([np.zeros((2, 3)), np.full((2, 6), 0.7)], axis=1)
+    np.testing.assert_array_equal(prior.rhs(coupled), prior.rhs(theta0))
+
+
+def test_mean_field_prior_interpolant_on_the_biases_grid():
+    """The Hermite interpolant on a grid over the biases only (the couplings' F's too) is exact
+    at the vertices up to the central differences of the derivatives, and O(h⁴) between."""
+    network = ReactionNetwork.parse(["A", "B", "C"], ROSSLER)
+    prior = MeanFieldPrior(
+        LATTICE_NAMES, ("A", "B", "C"), network, Lattice((10, 10, 10), "reflecting"), 0.01, "paper"
+    )
+    grid = HermiteGrid([-2.0, -1.5, -1.5], [0.0, 0.5, 0.0], [20, 20, 15])
+    model = DynamicsModel([grid] * 9, [(0, 1, 2)] * 9)
+    u = prior.coefficients(model, (0, 1, 2))
+    points = np.random.default_rng(5).uniform([-2.0, -1.5, -1.5], [0.0, 0.5, 0.0], (200, 3))
+    theta = np.zeros((200, 9))
+    theta[:, :3] = points
+    exact = prior.rhs(theta)
+    np.testing.assert_allclose(model.rhs(u, theta)[:, 3:], 0.0, atol=0)
+    err = np.abs(model.rhs(u, theta) - exact).max()
+    assert err < 1e-3 * np.abs(exact).max()
+    vertices = np.zeros((grid.n_vertices, 9))
+    vertices[:, :3] = grid.vertices()
+    np.testing.assert_allclose(model.rhs(u, vertices), prior.rhs(vertices), rtol=1e-12, atol=1e-9)
+    with pytest.raises(ValueError, match="needs F over"):
+        prior.coefficients(DynamicsModel([HermiteGrid([-2.0], [0.0], 4)] * 9, [(0,)] * 9), (0,))

@@ -16,6 +16,11 @@ trajectory passes) and a closure baseline in its own right (:func:`maxent_closur
 ``maxent`` next to mean field and the pair approximation: it closes the same moment equations by
 the maximum-entropy chain instead of the Kirkwood superposition).
 
+Fully visible models in any dimension (``chain``, ``lattice``) also get the simplest member of
+this family as a prior (``prior: mean_field``, :class:`MeanFieldPrior`): the max-ent closure of
+the counts alone, i.e. the mean-field rate equations on the product measure, which moves the
+biases and leaves the couplings' F at 0.
+
 L is the continuous-time picture of one step Δt of :mod:`dbdflow.evaluate.closures` (its rate
 tables, :class:`~dbdflow.evaluate.closures.Process`): every ordered bond (a, b) turns into
 (a', b') at ``bond[a, b, a', b']`` (exchange hops and collisions, both directions) and every site
@@ -143,14 +148,19 @@ def maxent_closure(
 
 
 class _GridPrior(abc.ABC):
-    """What a prior F_ME(θ) gives the learned F: its stiffness and its Hermite interpolant.
-    Subclasses define ``names`` (the model's parameters) and ``rhs`` (n, K) → (n, K)."""
+    """What a prior F⁰(θ) gives the learned F: its stiffness and its Hermite interpolant.
+    Subclasses define ``names`` (the model's parameters) and ``rhs`` (n, K) → (n, K); F⁰
+    depends on the parameters ``inputs`` (indices; all of them unless a subclass says less)."""
 
     names: tuple[str, ...]
 
     @property
     def n_params(self) -> int:
         return len(self.names)
+
+    @property
+    def inputs(self) -> tuple[int, ...]:
+        return tuple(range(self.n_params))
 
     @abc.abstractmethod
     def rhs(self, theta) -> np.ndarray:
@@ -164,22 +174,22 @@ class _GridPrior(abc.ABC):
         return np.abs(np.linalg.eigvals(jac)).max(axis=1)
 
     def coefficients(self, model, coords) -> np.ndarray:
-        """Flat u of the Hermite interpolant of F_ME on every F_k of ``model`` (a
-        :class:`~dbdflow.dynamics.ode.DynamicsModel` whose F_k are over ``coords``, the indices
-        of all K parameters in some order). Vertex derivatives by central differences
-        (step ``FD_STEP``)."""
+        """Flat u of the Hermite interpolant of F⁰ on every F_k of ``model`` (a
+        :class:`~dbdflow.dynamics.ode.DynamicsModel` whose F_k are over ``coords``, indices of
+        parameters that include all ``inputs``; the others are 0 at the vertices). Vertex
+        derivatives by central differences (step ``FD_STEP``)."""
         coords = tuple(int(c) for c in coords)
-        if sorted(coords) != list(range(self.n_params)):
+        if not set(self.inputs) <= set(coords):
             raise ValueError(
-                f"the max-ent prior needs F over all parameters {self.names}, got coordinates "
-                f"{[self.names[c] for c in coords]}"
+                f"this prior needs F over {[self.names[c] for c in self.inputs]}, got "
+                f"coordinates {[self.names[c] for c in coords]}"
             )
         cache: dict[tuple, np.ndarray] = {}
         funcs = []
         for grid, k in zip(model.grids, range(model.n_params), strict=True):
             key = grid.key()
             if key not in cache:
-                cache[key] = _vertex_derivatives(self.rhs, grid.vertices(), coords)
+                cache[key] = _vertex_derivatives(self.rhs, grid.vertices(), coords, self.n_params)
             funcs.append(lambda x, table=cache[key], k=k: table[:, :, k])
         return model.interpolate(funcs)
 
@@ -190,9 +200,19 @@ class _GridPrior(abc.ABC):
         return theta
 
 
-def prior_closure(family, names, species, network, lattice, dt, semantics="standard"):
-    """The max-ent closure of a ``chain`` (:class:`MaxEntClosure`) or ``chain_rbm``
-    (:class:`ChainRbmMaxEnt`) model with parameters ``names``."""
+def prior_closure(
+    family, names, species, network, lattice, dt, semantics="standard", kind="maxent"
+):
+    """The prior F⁰ named ``kind`` (config ``dynamics.prior``) of a model with parameters
+    ``names``: ``maxent``, the max-ent closure of a ``chain`` (:class:`MaxEntClosure`) or
+    ``chain_rbm`` (:class:`ChainRbmMaxEnt`); ``mean_field``, the mean-field closure of the
+    biases of a fully visible ``chain`` or ``lattice`` (:class:`MeanFieldPrior`)."""
+    if kind == "mean_field":
+        if family not in ("chain", "lattice"):
+            raise ValueError(f"the mean-field prior needs family chain or lattice, not {family!r}")
+        return MeanFieldPrior(names, species, network, lattice, dt, semantics)
+    if kind != "maxent":
+        raise ValueError(f"prior must be maxent or mean_field, got {kind!r}")
     if family == "chain":
         return MaxEntClosure(names, species, network, lattice, dt, semantics)
     if family == "chain_rbm":
@@ -327,6 +347,54 @@ class ChainRbmMaxEnt(_GridPrior):
         return out
 
 
+class MeanFieldPrior(_GridPrior):
+    """F⁰(θ) of a fully visible model (``chain`` or ``lattice``) from the mean-field closure.
+
+    On the slice where every coupling is 0 the model is the product measure
+
+        ρ_s = e^(b_s) / (1 + Σ_r e^(b_r)),   ρ_∅ = 1 / (1 + Σ_r e^(b_r)),
+
+    the maximum-entropy distribution of the counts alone, and the mean-field closure
+    (:meth:`~dbdflow.evaluate.closures.Process.mean_field_rhs`, every rule the simulator
+    knows, births included) moves it by dρ/dt. Since b_s = ln(ρ_s/ρ_∅),
+
+        F⁰_{b_s}(b) = ρ̇_s/ρ_s − ρ̇_∅/ρ_∅,   F⁰ = 0 for every coupling,
+
+    a function of the biases alone (``inputs``), exact for the counts at every product state.
+    As a prior it gives F the rates of the unimolecular and collision terms at the start, and
+    training learns the correlation correction F − F⁰.
+    """
+
+    def __init__(self, names, species, network, lattice, dt, semantics="standard"):
+        self.names = tuple(names)
+        self.species = tuple(species)
+        if tuple(network.species) != self.species:
+            raise ValueError(
+                f"the model's species {self.species} differ from the network's "
+                f"{tuple(network.species)}"
+            )
+        missing = [f"b_{s}" for s in self.species if f"b_{s}" not in self.names]
+        if missing:
+            raise ValueError(f"the mean-field prior needs the biases {missing} in {self.names}")
+        self.bias = tuple(self.names.index(f"b_{s}") for s in self.species)
+        self.process = Process.build(network, lattice, dt, semantics)
+
+    @property
+    def inputs(self) -> tuple[int, ...]:
+        return self.bias
+
+    def rhs(self, theta) -> np.ndarray:
+        """F⁰ at each θ (n, K), float (n, K)."""
+        theta = self._theta(theta)
+        logits = np.concatenate([np.zeros((theta.shape[0], 1)), theta[:, self.bias]], axis=1)
+        rho = np.exp(logits - logits.max(axis=1, keepdims=True))
+        rho /= rho.sum(axis=1, keepdims=True)
+        rate = self.process.mean_field_rhs(rho) / rho
+        out = np.zeros_like(theta)
+        out[:, self.bias] = rate[:, 1:] - rate[:, :1]
+        return out
+
+
 def check_process(process) -> list[str]:
     """The events of ``process`` that the closure does not cover (births, paper creation)."""
     out = [f"a birth of species code {p} onto a neighbour" for p, _, _, _ in process.births]
@@ -409,13 +477,14 @@ def _gain_table(increments, bond, site, bonds_per_site) -> np.ndarray:
     return gain
 
 
-def _vertex_derivatives(rhs, vertices, coords) -> np.ndarray:
+def _vertex_derivatives(rhs, vertices, coords, n_params) -> np.ndarray:
     """(n_vertices, 2^d, K): F and its mixed first derivatives at each vertex by central
-    differences, column s differentiating along the axes in bit set s (``HermiteGrid``)."""
+    differences, column s differentiating along the axes in bit set s (``HermiteGrid``);
+    parameters outside ``coords`` are 0."""
     n, d = vertices.shape
     shifts = np.array(list(itertools.product((-1, 0, 1), repeat=d)), dtype=np.float64)
     points = vertices[:, None, :] + FD_STEP * shifts[None, :, :]
-    theta = np.empty((n * shifts.shape[0], d))
+    theta = np.zeros((n * shifts.shape[0], n_params))
     theta[:, list(coords)] = points.reshape(-1, d)
     values = rhs(theta).reshape(n, shifts.shape[0], -1)
     index = {tuple(int(x) for x in row): i for i, row in enumerate(shifts)}
