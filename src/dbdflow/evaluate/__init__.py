@@ -3,8 +3,8 @@
 closures: mean-field and pair-approximation baselines; maxent: the maximum-entropy closure of a
 1D chain (a baseline, and the prior of learned F's) and the mean-field prior; predictions: θ(t)
 and the model moments along it (exact in 1D, Gibbs-sampled otherwise), KL to the data's
-maximum-entropy chain;
-metrics: the tidy evaluation table and RMSE summaries; plots, report: figures and report.md.
+maximum-entropy chain; metrics: the tidy evaluation table and RMSE summaries; plots, report:
+figures and report.md.
 """
 
 from dbdflow.evaluate.closures import Process, mean_field, pair_approximation
