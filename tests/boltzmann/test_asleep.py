@@ -16,7 +16,7 @@ from dbdflow.boltzmann import (
     lattice_rbm,
     transfer,
 )
-from dbdflow.boltzmann.asleep import ExactAsleep, SampledAsleep
+from dbdflow.boltzmann.asleep import BLOCK, ExactAsleep, SampledAsleep
 from dbdflow.boltzmann.awake import FieldAwake, field_histograms
 from dbdflow.boltzmann.initial_theta import fit_exact
 
@@ -37,12 +37,15 @@ MODELS = st.sampled_from(
     n=st.integers(3, 300),
     boundary=st.sampled_from(["periodic", "reflecting"]),
     seed=st.integers(0, 2**16),
+    n_theta=st.sampled_from([1, 5, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 3]),
 )
-def test_exact_asleep_equals_transfer_moments(kind, n, boundary, seed):
+def test_exact_asleep_equals_transfer_moments(kind, n, boundary, seed, n_theta):
+    """Batches of θ of every size around the kernel's block length: each θ's moments are its
+    own (no crosstalk between the θ of a block, nor leftovers of a previous block)."""
     family, terms, n_species = kind
     species = ("A", "B")[:n_species]
     model = chain(n, boundary, species, terms) if family == "chain" else chain_rbm(n, boundary)
-    theta = np.random.default_rng(seed).uniform(-4, 4, (5, model.n_params))
+    theta = np.random.default_rng(seed).uniform(-4, 4, (n_theta, model.n_params))
     want = np.array([exact_moments(model, t) for t in theta])
     np.testing.assert_allclose(ExactAsleep(model)(theta), want, rtol=1e-10, atol=1e-10)
 
