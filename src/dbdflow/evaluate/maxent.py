@@ -164,7 +164,7 @@ class _GridPrior(abc.ABC):
 
     @abc.abstractmethod
     def rhs(self, theta) -> np.ndarray:
-        """F_ME at each θ (n, K) → (n, K)."""
+        """F⁰ at each θ (n, K) → (n, K)."""
 
     def stiffness(self, theta) -> np.ndarray:
         """Spectral radius of the Jacobian ∂F_ME/∂θ at each θ, float (n,) (central differences):
