@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from dbdflow.dynamics import DynamicsModel, HermiteGrid, gradient, quadrature_weights, solve
+from dbdflow.dynamics.adjoint import SparseGradient
+from dbdflow.dynamics.ode import CELL_LINES
 
 N_STEPS, DT = 10, 0.1
 MIX = np.array([1.0, 0.5, -0.3, 0.2, 0.7])
@@ -16,6 +18,19 @@ def mixed_model():
     g2 = HermiteGrid([-1.0, -2.0], [2.0, 2.0], [3, 2])
     g1 = HermiteGrid([-3.0], [3.0], [4])
     return DynamicsModel([g3, g2, g1, g2, g3], [(0, 1, 2), (3, 1), (2,), (3, 1), (0, 1, 2)])
+
+
+def uniform_model(d):
+    """K = 5, every grid d-dimensional (the kernels' cell-cache path; ``mixed_model`` takes the
+    generic one): two geometries, F_0/F_3/F_4 in one group, F_1 and F_2 share a geometry but not
+    their coordinates, F_2 reads them in reversed order."""
+    ga = HermiteGrid(np.linspace(-2.0, -1.5, d), np.linspace(2.0, 1.7, d), [2, 3, 2][:d])
+    gb = HermiteGrid(np.full(d, -2.5), np.full(d, 2.5), [3, 2, 2][:d])
+    a, b = (0, 1, 2)[:d], (3, 1, 0)[:d]
+    return DynamicsModel([ga, gb, gb, ga, ga], [a, b, b[::-1], a, a])
+
+
+MODELS = {"mixed": mixed_model, **{f"d{d}": lambda d=d: uniform_model(d) for d in (1, 2, 3)}}
 
 
 def objective(theta, c, weights, l2, theta_bar):
@@ -42,12 +57,13 @@ def central_differences(f, x, eps):
 @pytest.mark.parametrize(
     ("start", "end", "truncate"), [(0, N_STEPS, False), (3, 8, False), (3, 8, True)]
 )
-def test_adjoint_gradient_equals_finite_differences(scheme, substeps, start, end, truncate):
+@pytest.mark.parametrize("kind", sorted(MODELS))
+def test_adjoint_gradient_equals_finite_differences(kind, scheme, substeps, start, end, truncate):
     """dS/du and dS/dθ(t_stop) match central differences of the discrete S to 1e-6 (relative
     to the gradient's norm). Windows: forward to the window end, weights on the window; stop = 0
     is the exact windowed gradient, stop = window start the eq. 41 form (θ(τ) held fixed)."""
     rng = np.random.default_rng([substeps, start, truncate])
-    model = mixed_model()
+    model = MODELS[kind]()
     u = 0.5 * rng.normal(size=model.n_coeffs)
     theta0 = rng.uniform(-1, 1, (3, model.n_params))
     c = rng.uniform(0.5, 1.5, (end + 1, model.n_params))
@@ -146,3 +162,67 @@ def test_four_dimensional_functions():
         v = rng.normal(size=u.size)
         fd = (s_of(u + 1e-6 * v) - s_of(u - 1e-6 * v)) / 2e-6
         assert abs(grad_u @ v - fd) <= 1e-6 * abs(fd)
+
+
+@pytest.mark.parametrize(("d", "n_cells"), [(1, 3000), (2, 60), (3, 14)])
+def test_cell_cache_agrees_with_the_generic_kernels_when_lines_conflict(d, n_cells):
+    """The cell-cache path (every grid d ≤ 3) and the generic path (rows of u, forced with a
+    rank-4 key) agree to rounding, forward and adjoint, when visited cells share cache lines
+    (lines are refilled, and their accumulated dS/du added to the gradient early)."""
+    rng = np.random.default_rng(d)
+    amp, freq, phase = rng.normal(size=(3, d, d))
+
+    def smooth(k):  # Σ_a A sin(ω x_a + φ): value and first derivatives (mixed ones vanish)
+        def f(x):
+            out = np.zeros((x.shape[0], 1 << d))
+            out[:, 0] = (amp[k] * np.sin(freq[k] * x + phase[k])).sum(1)
+            for a in range(d):
+                out[:, 1 << a] = amp[k, a] * freq[k, a] * np.cos(freq[k, a] * x[:, a] + phase[k, a])
+            return out
+
+        return f
+
+    grid = HermiteGrid(np.full(d, -3.0), np.full(d, 3.0), n_cells)
+    model = DynamicsModel([grid] * d, [tuple(range(d))] * d)
+    generic = DynamicsModel([grid] * d, [tuple(range(d))] * d)
+    generic.rank_key = np.zeros((0,) * 4)
+    u = model.interpolate([smooth(k) for k in range(d)])
+    theta0 = rng.uniform(-2.5, 2.5, (300, d))
+    weights = quadrature_weights(9, 0.05, 2, 8)
+    runs = [solve(m, u, theta0, 8, 0.05, scheme="rk4", substeps=2) for m in (model, generic)]
+    for name in ("theta", "stages"):
+        np.testing.assert_allclose(getattr(runs[0], name), getattr(runs[1], name), 1e-12, 1e-12)
+    np.testing.assert_array_equal(runs[0].outside, runs[1].outside)
+    keys = np.unique(grid.basis(runs[0].stages.reshape(-1, d))[0][:, 0] >> d)
+    assert np.unique(keys % CELL_LINES).size < keys.size  # two visited cells share a line
+    out = [SparseGradient(model.n_coeffs) for _ in runs]
+    grads = [
+        gradient(m, run, np.sin(run.theta), weights, stop=2, out=o)
+        for m, run, o in zip((model, generic), runs, out, strict=True)
+    ]
+    scale = np.abs(grads[1][0]).max()
+    np.testing.assert_allclose(grads[0][0], grads[1][0], rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-12, atol=1e-14)
+    assert set(out[0].nonzero.tolist()) == set(out[1].nonzero.tolist())
+
+
+@pytest.mark.parametrize("kind", ["mixed", "d3"])
+def test_stage_points_kept_from_the_window_start_suffice(kind):
+    """solve(keep_from=k) keeps the stage points of steps k.. (the same numbers), θ is unchanged,
+    and the adjoint stopping at k gives the same gradient; stopping earlier is an error."""
+    rng = np.random.default_rng(3)
+    model = MODELS[kind]()
+    u = 0.5 * rng.normal(size=model.n_coeffs)
+    theta0 = rng.uniform(-1, 1, (3, model.n_params))
+    full = solve(model, u, theta0, 8, DT, scheme="rk4", substeps=2)
+    kept = solve(model, u, theta0, 8, DT, scheme="rk4", substeps=2, keep_from=3)
+    assert np.array_equal(kept.theta, full.theta) and kept.stages.shape[1] == 10
+    assert np.array_equal(kept.stages, full.stages[:, 6:])
+    weights = quadrature_weights(9, DT, 3, 8)
+    dmu = np.cos(full.theta)
+    grads = [gradient(model, t, dmu, weights, stop=3) for t in (full, kept)]
+    assert np.array_equal(grads[0][0], grads[1][0]) and np.array_equal(grads[0][1], grads[1][1])
+    with pytest.raises(ValueError, match="keeps stage points from step 3"):
+        gradient(model, kept, dmu, weights, stop=2)
+    with pytest.raises(ValueError, match="keep_from"):
+        solve(model, u, theta0, 8, DT, keep_from=9)

@@ -43,7 +43,7 @@ import numba
 import numpy as np
 
 from dbdflow.dynamics.fem import locate, tail_tensors
-from dbdflow.dynamics.ode import SCHEMES, scratch
+from dbdflow.dynamics.ode import CELL_LINES, SCHEMES, cell_basis, cell_cache, cell_gradient, scratch
 
 RULES = ("trapezoid", "uniform")
 
@@ -137,8 +137,11 @@ def gradient(model, traj, dmu, weights, *, l2=0.0, theta_bar=0.0, stop=0, out=No
     weights = np.asarray(weights, dtype=np.float64)
     if weights.shape != (n_times,):
         raise ValueError(f"weights must have shape ({n_times},), got {weights.shape}")
-    if int(stop) != stop or not 0 <= stop < n_times:
-        raise ValueError(f"stop must be a data step in 0..{n_times - 1}, got {stop!r}")
+    if int(stop) != stop or not traj.keep_from <= stop < n_times:
+        raise ValueError(
+            f"stop must be a data step in {traj.keep_from}..{n_times - 1} (the trajectory keeps "
+            f"stage points from step {traj.keep_from}), got {stop!r}"
+        )
     if not l2 >= 0:
         raise ValueError(f"l2 must be >= 0, got {l2!r}")
     nonzero = np.flatnonzero(weights)
@@ -158,6 +161,7 @@ def gradient(model, traj, dmu, weights, *, l2=0.0, theta_bar=0.0, stop=0, out=No
         raise ValueError(f"out holds {out.values.size} coefficients, the model {model.n_coeffs}")
     dtheta = _adjoint(
         traj.stages,
+        traj.keep_from * traj.substeps,
         source,
         last,
         int(stop),
@@ -167,6 +171,7 @@ def gradient(model, traj, dmu, weights, *, l2=0.0, theta_bar=0.0, stop=0, out=No
         b,
         traj.u,
         model.pack,
+        model.rank_key,
         out.values,
         out._mark,
         out._index,
@@ -184,11 +189,46 @@ def _touch(mark, index, count, o):
 
 
 @numba.njit(cache=True)
-def _adjoint(stages, source, last, stop, substeps, h, a, b, u, pack, gu, mark, index, count):
+def _flush(
+    line, tags, line_group, used, grads, vertex0, local, ms, mo, rank, gu, mark, index, count
+):
+    """Add a cache line's accumulated dS/du of every member that received some to gu."""
+    g = line_group[line]
+    vertex = tags[line] - vertex0[g]
+    nb = 1 << (2 * rank)
+    for jm in range(ms[g + 1] - ms[g]):
+        if used[line, jm]:
+            o = mo[ms[g] + jm] + (vertex << rank)
+            for j in range(nb):
+                idx = o + local[g, j]
+                gu[idx] += grads[line, jm * nb + j]
+                _touch(mark, index, count, idx)
+            used[line, jm] = False
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _adjoint(
+    stages, m_kept, source, last, stop, substeps, h, a, b, u, pack, rank_key, gu, mark, index, count
+):
+    """Reverse sweep per IC (``stages`` start at step ``m_kept``). For ``rank_key.ndim`` ≤ 3
+    (see ode._forward) the cells' coefficients come from a cell cache and dS/du accumulates per
+    cache line, added to gu (and marked) once per line rather than per stage point; otherwise
+    rows of u are read and written directly."""
     n_ic, _, n_stages, n_params = stages.shape
-    gd, gc, lo, up, ih, hh, nc, vs, rw, l0, ms, mp, mo = pack
+    gd, gc, lo, up, ih, hh, nc, vs, rw, l0, ms, mp, mo, local, vertex0 = pack
+    rank = rank_key.ndim
     x, v1, dv1, w, rv, _ = scratch(gd)
     comb = np.empty((rv.size, 4))
+    f = np.empty(local.shape[1])
+    fx = np.empty((max(rank, 1), local.shape[1]))
+    row = np.empty(local.shape[1])
+    cache, tags = cell_cache(gd, ms, rank)
+    grads = np.empty_like(cache)
+    line_group = np.zeros(tags.size, dtype=np.int64)
+    m_max = 1
+    for g in range(gd.size):
+        m_max = max(m_max, ms[g + 1] - ms[g])
+    used = np.zeros((tags.size, m_max), dtype=np.bool_)
     dtheta = np.zeros((n_ic, n_params))
     lam = np.empty(n_params)
     kbar = np.empty((n_stages, n_params))
@@ -208,13 +248,62 @@ def _adjoint(stages, source, last, stop, substeps, h, a, b, u, pack, gu, mark, i
                         kbar[s, k] = h * b[s] * lam[k]
                 for s in range(n_stages - 1, -1, -1):
                     for k in range(n_params):
-                        y[k] = stages[i, m, s, k]
+                        y[k] = stages[i, m - m_kept, s, k]
                         ybar[k] = 0.0
                     # ybar = (∂F/∂θ)(y)ᵀ kbar[s], gu += (∂F/∂u)(y)ᵀ kbar[s], group by group
                     for g in range(gd.size):
                         d = gd[g]
                         for ax in range(d):
                             x[ax] = y[gc[g, ax]]
+                        if rank <= 3:
+                            vertex, _ = cell_basis(x, lo, up, ih, hh, nc, vs, g, rank, f)
+                            cell_gradient(x, lo, up, ih, hh, nc, g, rank, fx)
+                            nb = 1 << (2 * rank)
+                            key = vertex0[g] + vertex
+                            line = key & (CELL_LINES - 1)
+                            if tags[line] != key:  # (see ode._forward)
+                                if tags[line] >= 0:
+                                    _flush(
+                                        line,
+                                        tags,
+                                        line_group,
+                                        used,
+                                        grads,
+                                        vertex0,
+                                        local,
+                                        ms,
+                                        mo,
+                                        rank,
+                                        gu,
+                                        mark,
+                                        index,
+                                        count,
+                                    )
+                                tags[line] = key
+                                line_group[line] = g
+                                for jm in range(ms[g + 1] - ms[g]):
+                                    o = mo[ms[g] + jm] + (vertex << rank)
+                                    for j in range(nb):
+                                        cache[line, jm * nb + j] = u[o + local[g, j]]
+                                        grads[line, jm * nb + j] = 0.0
+                            # the combined row Σ_k c_k u_k (its x-gradient is Σ_k c_k ∇F_k) and
+                            # the u-gradients c_k f_j, accumulated on the line
+                            for j in range(nb):
+                                row[j] = 0.0
+                            for jm in range(ms[g + 1] - ms[g]):
+                                c = kbar[s, mp[ms[g] + jm]]
+                                if c == 0.0:
+                                    continue
+                                used[line, jm] = True
+                                for j in range(nb):
+                                    row[j] += c * cache[line, jm * nb + j]
+                                    grads[line, jm * nb + j] += c * f[j]
+                            for ax in range(rank):
+                                acc = 0.0
+                                for j in range(nb):
+                                    acc += row[j] * fx[ax, j]
+                                ybar[gc[g, ax]] += acc
+                            continue
                         base, _ = locate(x, lo, up, ih, hh, nc, vs, g, d, v1, dv1, True)
                         tail_tensors(v1, dv1, d, d, w)
                         n_rows = 1 << (2 * (d - 1))
@@ -271,4 +360,22 @@ def _adjoint(stages, source, last, stop, substeps, h, a, b, u, pack, gu, mark, i
                 lam[k] += source[i, n, k]
         for k in range(n_params):
             dtheta[i, k] = lam[k]
+    for line in range(tags.size):
+        if tags[line] >= 0:
+            _flush(
+                line,
+                tags,
+                line_group,
+                used,
+                grads,
+                vertex0,
+                local,
+                ms,
+                mo,
+                rank,
+                gu,
+                mark,
+                index,
+                count,
+            )
     return dtheta

@@ -186,42 +186,145 @@ class HermiteGrid:
 
 
 @numba.njit(cache=True, inline="always")
+def hermite_axis(xa, lower, upper, inv_h, h, n_cells):
+    """One axis of a point: (cell c, outside?, t, the four shape values H00, ΔH10, H01, ΔH11 at t).
+
+    Points outside [lower, upper], NaN or infinite fall into the nearest boundary cell, whose
+    polynomial is continued (t outside [0, 1])."""
+    out = not (lower <= xa <= upper)
+    r = (xa - lower) * inv_h
+    if not (r >= 0.0):
+        c = 0
+    elif r >= n_cells:
+        c = n_cells - 1
+    else:
+        c = int(r)
+    t = r - c
+    t2 = t * t
+    t3 = t2 * t
+    return (
+        c,
+        out,
+        t,
+        1.0 - 3.0 * t2 + 2.0 * t3,
+        h * (t - 2.0 * t2 + t3),
+        3.0 * t2 - 2.0 * t3,
+        h * (t3 - t2),
+    )
+
+
+@numba.njit(cache=True, inline="always")
 def locate(x, lower, upper, inv_h, h, n_cells, vstride, g, d, v1, dv1, want_grad):
     """Per-axis Hermite values ``v1[a, q]`` (and x-derivatives ``dv1[a, q]`` if ``want_grad``) at
     point x (length d).
 
-    Returns (index of the cell's first coefficient, whether x lies outside the closed box). Points
-    outside, NaN or infinite fall into the nearest boundary cell, whose polynomial is continued.
+    Returns (index of the cell's first coefficient, whether x lies outside the closed box).
     """
     base = 0
     out = False
     for a in range(d):
-        xa = x[a]
-        if not (lower[g, a] <= xa <= upper[g, a]):
-            out = True
-        r = (xa - lower[g, a]) * inv_h[g, a]
-        n = n_cells[g, a]
-        if not (r >= 0.0):
-            c = 0
-        elif r >= n:
-            c = n - 1
-        else:
-            c = int(r)
+        c, out_a, t, v1[a, 0], v1[a, 1], v1[a, 2], v1[a, 3] = hermite_axis(
+            x[a], lower[g, a], upper[g, a], inv_h[g, a], h[g, a], n_cells[g, a]
+        )
+        out = out or out_a
         base += c * vstride[g, a]
-        t = r - c
-        t2 = t * t
-        t3 = t2 * t
-        ha, ih = h[g, a], inv_h[g, a]
-        v1[a, 0] = 1.0 - 3.0 * t2 + 2.0 * t3
-        v1[a, 1] = ha * (t - 2.0 * t2 + t3)
-        v1[a, 2] = 3.0 * t2 - 2.0 * t3
-        v1[a, 3] = ha * (t3 - t2)
         if want_grad:
-            dv1[a, 0] = (6.0 * t2 - 6.0 * t) * ih
-            dv1[a, 1] = 1.0 - 4.0 * t + 3.0 * t2
-            dv1[a, 2] = (6.0 * t - 6.0 * t2) * ih
-            dv1[a, 3] = 3.0 * t2 - 2.0 * t
+            dv1[a, 0], dv1[a, 1], dv1[a, 2], dv1[a, 3] = hermite_slopes(t, inv_h[g, a])
     return base << d, out
+
+
+@numba.njit(cache=True, inline="always")
+def hermite_slopes(t, inv_h):
+    """x-derivatives of the four shape values at t (d/dx = Δ⁻¹ d/dt)."""
+    t2 = t * t
+    return (
+        (6.0 * t2 - 6.0 * t) * inv_h,
+        1.0 - 4.0 * t + 3.0 * t2,
+        (6.0 * t - 6.0 * t2) * inv_h,
+        3.0 * t2 - 2.0 * t,
+    )
+
+
+# Whole-cell basis values for d ≤ 3 with the loops unrolled (the forward and adjoint kernels'
+# fast path): ``cell_basis_dN`` sets f[j] = f_j(x) for the 4^d functions of x's cell in the order
+# j = Σ_a q_a 4^a and returns (the cell's first vertex, outside?); ``cell_gradient_dN`` sets
+# fx[a, j] = ∂f_j/∂x_a. (Separate functions: a flag for the gradient slows the forward kernel.)
+
+
+@numba.njit(cache=True, inline="always")
+def _axis(x, lower, upper, inv_h, h, n_cells, g, a):
+    return hermite_axis(x[a], lower[g, a], upper[g, a], inv_h[g, a], h[g, a], n_cells[g, a])
+
+
+@numba.njit(cache=True, inline="always")
+def cell_basis_d1(x, lower, upper, inv_h, h, n_cells, vstride, g, f):
+    c0, o0, _, f[0], f[1], f[2], f[3] = _axis(x, lower, upper, inv_h, h, n_cells, g, 0)
+    return c0 * vstride[g, 0], o0
+
+
+@numba.njit(cache=True, inline="always")
+def cell_basis_d2(x, lower, upper, inv_h, h, n_cells, vstride, g, f):
+    c0, o0, _, a0, a1, a2, a3 = _axis(x, lower, upper, inv_h, h, n_cells, g, 0)
+    c1, o1, _, b0, b1, b2, b3 = _axis(x, lower, upper, inv_h, h, n_cells, g, 1)
+    bs = (b0, b1, b2, b3)
+    for q1 in range(4):
+        w = bs[q1]
+        j = 4 * q1
+        f[j], f[j + 1], f[j + 2], f[j + 3] = a0 * w, a1 * w, a2 * w, a3 * w
+    return c0 * vstride[g, 0] + c1 * vstride[g, 1], o0 or o1
+
+
+@numba.njit(cache=True, inline="always")
+def cell_basis_d3(x, lower, upper, inv_h, h, n_cells, vstride, g, f):
+    c0, o0, _, a0, a1, a2, a3 = _axis(x, lower, upper, inv_h, h, n_cells, g, 0)
+    c1, o1, _, b0, b1, b2, b3 = _axis(x, lower, upper, inv_h, h, n_cells, g, 1)
+    c2, o2, _, e0, e1, e2, e3 = _axis(x, lower, upper, inv_h, h, n_cells, g, 2)
+    bs, es = (b0, b1, b2, b3), (e0, e1, e2, e3)
+    for q2 in range(4):
+        for q1 in range(4):
+            w = bs[q1] * es[q2]
+            j = 4 * q1 + 16 * q2
+            f[j], f[j + 1], f[j + 2], f[j + 3] = a0 * w, a1 * w, a2 * w, a3 * w
+    return c0 * vstride[g, 0] + c1 * vstride[g, 1] + c2 * vstride[g, 2], o0 or o1 or o2
+
+
+@numba.njit(cache=True, inline="always")
+def _axis_slopes(x, lower, upper, inv_h, h, n_cells, g, a):
+    """(shape values, their x-derivatives) along axis a."""
+    _, _, t, v0, v1, v2, v3 = _axis(x, lower, upper, inv_h, h, n_cells, g, a)
+    return (v0, v1, v2, v3), hermite_slopes(t, inv_h[g, a])
+
+
+@numba.njit(cache=True, inline="always")
+def cell_gradient_d1(x, lower, upper, inv_h, h, n_cells, g, fx):
+    _, (fx[0, 0], fx[0, 1], fx[0, 2], fx[0, 3]) = _axis_slopes(
+        x, lower, upper, inv_h, h, n_cells, g, 0
+    )
+
+
+@numba.njit(cache=True, inline="always")
+def cell_gradient_d2(x, lower, upper, inv_h, h, n_cells, g, fx):
+    (a0, a1, a2, a3), (da0, da1, da2, da3) = _axis_slopes(x, lower, upper, inv_h, h, n_cells, g, 0)
+    bs, dbs = _axis_slopes(x, lower, upper, inv_h, h, n_cells, g, 1)
+    for q1 in range(4):
+        w, dw = bs[q1], dbs[q1]
+        j = 4 * q1
+        fx[0, j], fx[0, j + 1], fx[0, j + 2], fx[0, j + 3] = da0 * w, da1 * w, da2 * w, da3 * w
+        fx[1, j], fx[1, j + 1], fx[1, j + 2], fx[1, j + 3] = a0 * dw, a1 * dw, a2 * dw, a3 * dw
+
+
+@numba.njit(cache=True, inline="always")
+def cell_gradient_d3(x, lower, upper, inv_h, h, n_cells, g, fx):
+    (a0, a1, a2, a3), (da0, da1, da2, da3) = _axis_slopes(x, lower, upper, inv_h, h, n_cells, g, 0)
+    bs, dbs = _axis_slopes(x, lower, upper, inv_h, h, n_cells, g, 1)
+    es, des = _axis_slopes(x, lower, upper, inv_h, h, n_cells, g, 2)
+    for q2 in range(4):
+        for q1 in range(4):
+            w, w1, w2 = bs[q1] * es[q2], dbs[q1] * es[q2], bs[q1] * des[q2]
+            j = 4 * q1 + 16 * q2
+            fx[0, j], fx[0, j + 1], fx[0, j + 2], fx[0, j + 3] = da0 * w, da1 * w, da2 * w, da3 * w
+            fx[1, j], fx[1, j + 1], fx[1, j + 2], fx[1, j + 3] = a0 * w1, a1 * w1, a2 * w1, a3 * w1
+            fx[2, j], fx[2, j + 1], fx[2, j + 2], fx[2, j + 3] = a0 * w2, a1 * w2, a2 * w2, a3 * w2
 
 
 @numba.njit(cache=True, inline="always")

@@ -25,7 +25,18 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from dbdflow.dynamics.fem import HermiteGrid, locate, row_value, tail_tensors
+from dbdflow.dynamics.fem import (
+    HermiteGrid,
+    cell_basis_d1,
+    cell_basis_d2,
+    cell_basis_d3,
+    cell_gradient_d1,
+    cell_gradient_d2,
+    cell_gradient_d3,
+    locate,
+    row_value,
+    tail_tensors,
+)
 
 SCHEMES = {
     "euler": (np.zeros((1, 1)), np.array([1.0])),
@@ -40,7 +51,8 @@ class DynamicsModel:
     """The right-hand sides F_k, k = 0..K−1, each a HermiteGrid over coordinates ``coords[k]``.
 
     Attributes: ``grids``, ``coords`` (tuples of int), ``n_params`` (K), ``n_coeffs`` (length of
-    the flat u), ``slices`` (u_k = u[slices[k]]), ``pack`` (flat arrays for the numba kernels).
+    the flat u), ``slices`` (u_k = u[slices[k]]), ``pack`` and ``rank_key`` (flat arrays for the
+    numba kernels).
     """
 
     def __init__(self, grids, coords):
@@ -61,6 +73,10 @@ class DynamicsModel:
         self.n_coeffs = int(ends[-1])
         self.slices = [slice(int(e - g.n_coeffs), int(e)) for g, e in zip(grids, ends, strict=True)]
         self.pack = _pack(grids, coords, ends - [g.n_coeffs for g in grids])
+        # numba compiles one forward kernel per array rank: an empty array of rank d when every
+        # grid has the same d <= 3 gives the basis loops constant lengths (rank 4: any d)
+        dims = {g.d for g in grids}
+        self.rank_key = np.zeros((0,) * (dims.pop() if len(dims) == 1 and max(dims) <= 3 else 4))
 
     def check_coeffs(self, u) -> np.ndarray:
         u = np.ascontiguousarray(u, dtype=np.float64)
@@ -103,7 +119,9 @@ class DynamicsModel:
 def _pack(grids, coords, offsets):
     """Group functions by (coords, geometry) and flatten everything into numba-friendly arrays:
     per group d, coords, lower, upper, 1/Δ, Δ, n_cells, vertex strides, row offsets, l0; per member
-    (function) its group's range ``m_start``, its parameter index and its offset in u."""
+    (function) its group's range ``m_start``, its parameter index and its offset in u; per group
+    the 4^d local coefficient offsets of a cell and the group's first vertex in a numbering of
+    all groups' vertices (``g_vertex``, n_groups + 1 entries: keys of the forward's cell cache)."""
     groups: dict[tuple, list[int]] = {}
     for k, (grid, cs) in enumerate(zip(grids, coords, strict=True)):
         groups.setdefault((cs, grid.key()), []).append(k)
@@ -126,7 +144,11 @@ def _pack(grids, coords, offsets):
     m_start = np.cumsum([0] + [len(ks) for ks in groups.values()]).astype(np.int64)
     m_param = np.array(members, dtype=np.int64)
     m_offset = np.asarray(offsets, dtype=np.int64)[m_param]
-    return (g_d, g_coords, *flt, *ints, g_l0, m_start, m_param, m_offset)
+    g_local = np.zeros((n_groups, 4**dmax), dtype=np.int64)
+    for i, grid in enumerate(first):
+        g_local[i, : grid.n_basis] = grid.local_offset
+    g_vertex = np.cumsum([0] + [g.n_vertices for g in first]).astype(np.int64)
+    return (g_d, g_coords, *flt, *ints, g_l0, m_start, m_param, m_offset, g_local, g_vertex)
 
 
 @dataclass(frozen=True, eq=False)
@@ -134,11 +156,12 @@ class Trajectory:
     """A batched forward solution.
 
     theta : (n_ic, n_steps + 1, K), θ at the data steps t_0 + nΔt
-    stages : (n_ic, n_steps·substeps, n_stages, K), the stage points Y_i of every step
+    stages : (n_ic, (n_steps − keep_from)·substeps, n_stages, K), the stage points Y_i of every
+        step from data step ``keep_from`` on (the adjoint can run back to there)
     outside : int64 (n_ic, K), right-hand-side evaluations at which θ_{D_k} lay outside F_k's grid
     u : the coefficients used (a copy, or with ``copy=False`` the caller's array, which must then
-        stay unchanged while the trajectory is in use); dt, substeps, scheme as given to
-        :func:`solve`
+        stay unchanged while the trajectory is in use); dt, substeps, scheme, keep_from as given
+        to :func:`solve`
     """
 
     theta: np.ndarray
@@ -148,11 +171,15 @@ class Trajectory:
     dt: float
     substeps: int
     scheme: str
+    keep_from: int = 0
 
 
-def solve(model, u, theta0, n_steps, dt, *, scheme="rk4", substeps=1, copy=True) -> Trajectory:
+def solve(
+    model, u, theta0, n_steps, dt, *, scheme="rk4", substeps=1, copy=True, keep_from=0
+) -> Trajectory:
     """Integrate dθ/dt = F(θ; u) from θ(t_0) = ``theta0`` (K,) or (n_ic, K) over ``n_steps`` data
-    steps of size ``dt``; the result is always batched (n_ic ≥ 1)."""
+    steps of size ``dt``; the result is always batched (n_ic ≥ 1). Stage points are kept from data
+    step ``keep_from`` (0..n_steps) on: the adjoint's earliest stop (a window's start)."""
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {sorted(SCHEMES)}, got {scheme!r}")
     if int(substeps) != substeps or substeps < 1:
@@ -161,14 +188,25 @@ def solve(model, u, theta0, n_steps, dt, *, scheme="rk4", substeps=1, copy=True)
         raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
     if not (np.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be positive and finite, got {dt!r}")
+    if int(keep_from) != keep_from or not 0 <= keep_from <= n_steps:
+        raise ValueError(f"keep_from must be a data step in 0..{n_steps}, got {keep_from!r}")
     u = model.check_coeffs(u)
     a, b = SCHEMES[scheme]
     h = float(dt) / int(substeps)
     theta, stages, outside = _forward(
-        model.check_theta(theta0), u, int(n_steps), int(substeps), h, a, b, model.pack
+        model.check_theta(theta0),
+        u,
+        int(n_steps),
+        int(substeps),
+        h,
+        a,
+        b,
+        model.pack,
+        model.rank_key,
+        int(keep_from),
     )
     u = u.copy() if copy else u
-    return Trajectory(theta, stages, outside, u, float(dt), int(substeps), scheme)
+    return Trajectory(theta, stages, outside, u, float(dt), int(substeps), scheme, int(keep_from))
 
 
 @numba.njit(cache=True)
@@ -186,17 +224,67 @@ def scratch(g_d):
     )
 
 
+# Cached cells (d ≤ 3): the first time a stage point lands in a cell, the forward copies the
+# 4^d coefficients of every member of the group there into one contiguous line of a direct-mapped
+# cache (key: the cell's first vertex in the numbering of all groups, line: key mod CELL_LINES).
+# F is then one contiguous dot product per member, which vectorises. A line is refilled when
+# another cell maps to it; u does not change during a solve.
+CELL_LINES = 1024
+
+
+@numba.njit(cache=True, inline="always")
+def cell_basis(x, lo, up, ih, hh, nc, vs, g, rank, f):
+    """The d = ``rank`` ≤ 3 whole-cell basis of fem.py (``rank`` a compile-time constant)."""
+    if rank == 3:
+        return cell_basis_d3(x, lo, up, ih, hh, nc, vs, g, f)
+    if rank == 2:
+        return cell_basis_d2(x, lo, up, ih, hh, nc, vs, g, f)
+    return cell_basis_d1(x, lo, up, ih, hh, nc, vs, g, f)
+
+
+@numba.njit(cache=True, inline="always")
+def cell_gradient(x, lo, up, ih, hh, nc, g, rank, fx):
+    """fx[a, j] = ∂f_j/∂x_a for the d = ``rank`` ≤ 3 whole-cell basis (see :func:`cell_basis`)."""
+    if rank == 3:
+        cell_gradient_d3(x, lo, up, ih, hh, nc, g, fx)
+    elif rank == 2:
+        cell_gradient_d2(x, lo, up, ih, hh, nc, g, fx)
+    else:
+        cell_gradient_d1(x, lo, up, ih, hh, nc, g, fx)
+
+
 @numba.njit(cache=True)
-def _forward(theta0, u, n_steps, substeps, h, a, b, pack):
-    """Batched explicit RK: all initial conditions advance together, step by step."""
+def cell_cache(g_d, m_start, rank):
+    """(cache, tags): CELL_LINES lines of Σ-over-members 4^d coefficients (none unless rank ≤ 3),
+    every tag −1 (empty)."""
+    line_size = 1
+    for g in range(g_d.size):
+        line_size = max(line_size, (m_start[g + 1] - m_start[g]) << (2 * g_d[g]))
+    n_lines = CELL_LINES if rank <= 3 else 0
+    return np.empty((n_lines, line_size)), np.full(n_lines, -1, dtype=np.int64)
+
+
+@numba.njit(cache=True, fastmath={"reassoc", "contract"})
+def _forward(theta0, u, n_steps, substeps, h, a, b, pack, rank_key, keep_from):
+    """Batched explicit RK: all initial conditions advance together, step by step.
+
+    ``rank_key.ndim`` is the common d ≤ 3 of all groups (cell cache, constant-length basis
+    loops) or 4 (any d: rows of the cell read from u, as in fem.py). Sums may be reassociated
+    (fastmath reassoc/contract, no NaN or infinity assumptions): results are deterministic.
+    """
     n_ic, n_params = theta0.shape
     n_stages = b.size
-    gd, gc, lo, up, ih, hh, nc, vs, rw, l0, ms, mp, mo = pack
+    gd, gc, lo, up, ih, hh, nc, vs, rw, l0, ms, mp, mo, local, vertex0 = pack
+    rank = rank_key.ndim
     x, v1, dv1, w, _, _ = scratch(gd)
+    f = np.empty(local.shape[1])
+    cache, tags = cell_cache(gd, ms, rank)
     theta = np.empty((n_ic, n_steps + 1, n_params))
-    stages = np.empty((n_ic, n_steps * substeps, n_stages, n_params))
+    m_kept = keep_from * substeps
+    stages = np.empty((n_ic, n_steps * substeps - m_kept, n_stages, n_params))
     outside = np.zeros((n_ic, n_params), dtype=np.int64)
     slopes = np.empty((n_ic, n_stages, n_params))
+    y = np.empty(n_params)
     cur = theta0.copy()
     theta[:, 0] = cur
     for n in range(n_steps):
@@ -205,30 +293,54 @@ def _forward(theta0, u, n_steps, substeps, h, a, b, pack):
             for s in range(n_stages):
                 for i in range(n_ic):
                     for k in range(n_params):
-                        y = cur[i, k]
+                        yk = cur[i, k]
                         for r in range(s):
-                            if a[s, r] != 0.0:
-                                y += h * a[s, r] * slopes[i, r, k]
-                        stages[i, m, s, k] = y
-                    # slopes[i, s] = F(Y): per group, locate the cell once, then one dot
-                    # product per member function (see fem.py for the row layout)
+                            yk += h * a[s, r] * slopes[i, r, k]
+                        y[k] = yk
+                        if m >= m_kept:
+                            stages[i, m - m_kept, s, k] = yk
+                    # slopes[i, s] = F(Y), group by group: the basis values at Y once, then one
+                    # dot product per member function
                     for g in range(gd.size):
                         d = gd[g]
                         for ax in range(d):
-                            x[ax] = stages[i, m, s, gc[g, ax]]
-                        base, out = locate(x, lo, up, ih, hh, nc, vs, g, d, v1, dv1, False)
-                        tail_tensors(v1, dv1, d, 1, w)
-                        n_rows = 1 << (2 * (d - 1))
-                        for mm in range(ms[g], ms[g + 1]):
-                            k = mp[mm]
-                            slopes[i, s, k] = row_value(
-                                u, mo[mm] + base, rw, g, l0[g], n_rows, v1, w
-                            )
+                            x[ax] = y[gc[g, ax]]
+                        if rank > 3:
+                            base, out = locate(x, lo, up, ih, hh, nc, vs, g, d, v1, dv1, False)
+                            tail_tensors(v1, dv1, d, 1, w)
+                            n_rows = 1 << (2 * (d - 1))
+                            for mm in range(ms[g], ms[g + 1]):
+                                k = mp[mm]
+                                slopes[i, s, k] = row_value(
+                                    u, mo[mm] + base, rw, g, l0[g], n_rows, v1, w
+                                )
+                                if out:
+                                    outside[i, k] += 1
+                            continue
+                        vertex, out = cell_basis(x, lo, up, ih, hh, nc, vs, g, rank, f)
+                        nb = 1 << (2 * rank)
+                        key = vertex0[g] + vertex
+                        line = key & (CELL_LINES - 1)
+                        if tags[line] != key:  # (written out: as an inlined helper it is slower)
+                            tags[line] = key
+                            for jm in range(ms[g + 1] - ms[g]):
+                                o = mo[ms[g] + jm] + (vertex << rank)
+                                for j in range(nb):
+                                    cache[line, jm * nb + j] = u[o + local[g, j]]
+                        for jm in range(ms[g + 1] - ms[g]):
+                            k = mp[ms[g] + jm]
+                            j0 = jm * nb
+                            acc = 0.0
+                            for j in range(nb):
+                                acc += cache[line, j0 + j] * f[j]
+                            slopes[i, s, k] = acc
                             if out:
                                 outside[i, k] += 1
             for i in range(n_ic):
                 for k in range(n_params):
+                    acc = 0.0
                     for s in range(n_stages):
-                        cur[i, k] += h * b[s] * slopes[i, s, k]
+                        acc += b[s] * slopes[i, s, k]
+                    cur[i, k] += h * acc
         theta[:, n + 1] = cur
     return theta, stages, outside

@@ -328,6 +328,7 @@ def trajectories(problem: Problem, model, u, settings: Settings):
         problem.dt,
         scheme=settings.scheme,
         substeps=settings.substeps,
+        keep_from=problem.n_steps,  # no stage points: no adjoint
     )
     return traj.theta, traj.outside
 
@@ -346,6 +347,7 @@ def _step(problem, model, settings, rng, step, u, theta_bar, grad_u):
     else:
         ics = np.sort(rng.choice(n_ics, size=settings.batch_ics, replace=False))
     first, last = settings.window.at(step, problem.n_steps)
+    stop = first if settings.truncate else 0
     traj = solve(
         model,
         u,
@@ -355,6 +357,7 @@ def _step(problem, model, settings, rng, step, u, theta_bar, grad_u):
         scheme=settings.scheme,
         substeps=settings.substeps,
         copy=False,
+        keep_from=stop,
     )
     check_theta(traj.theta, ics, problem, step, settings.max_abs_theta)
     points = np.arange(first, last + 1)
@@ -374,7 +377,7 @@ def _step(problem, model, settings, rng, step, u, theta_bar, grad_u):
         weights,
         l2=settings.l2,
         theta_bar=theta_bar,
-        stop=first if settings.truncate else 0,
+        stop=stop,
         out=grad_u,
     )
     with np.errstate(over="ignore"):  # huge moments: the optimiser names the bad coefficient

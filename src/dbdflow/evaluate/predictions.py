@@ -84,11 +84,12 @@ def integrate(dynamics: dict, theta0: np.ndarray, times: np.ndarray, *, tol: flo
     theta = np.full((theta0.shape[0], times.size, theta0.shape[1]), np.nan)
     outside = np.zeros(theta0.shape, dtype=np.int64)
     used = np.zeros(theta0.shape[0], dtype=np.int64)
-    trained = solve(model, u, theta0, times.size - 1, dt, scheme=scheme, substeps=substeps)
+    n = times.size - 1  # (no stage points kept: no adjoint here)
+    trained = solve(model, u, theta0, n, dt, scheme=scheme, substeps=substeps, keep_from=n)
     coarse, coarse_out = trained.theta, trained.outside
     for _ in range(MAX_DOUBLINGS):
         substeps *= 2
-        fine = solve(model, u, theta0[todo], times.size - 1, dt, scheme=scheme, substeps=substeps)
+        fine = solve(model, u, theta0[todo], n, dt, scheme=scheme, substeps=substeps, keep_from=n)
         with np.errstate(invalid="ignore"):
             done = np.abs(fine.theta - coarse).max(axis=(1, 2)) <= tol  # False for NaN
         theta[todo[done]], outside[todo[done]] = coarse[done], coarse_out[done]
