@@ -145,44 +145,77 @@ def _blocks(matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return out[0], out[1], out[2]
 
 
+@numba.njit(inline="always")
+def _pair(xf, of, w0, w1, back, ahead, c, add):
+    """The (value, slope) pair (w0, w1) of one vertex: 2x2 blocks on itself and its neighbours."""
+    d00, d01, d10, d11, l00, l01, l10, l11, u00, u01, u10, u11 = c
+    x0, x1 = xf[w0], xf[w1]
+    y0, y1 = xf[w0 - back], xf[w1 - back]
+    z0, z1 = xf[w0 + ahead], xf[w1 + ahead]
+    a0 = d00 * x0 + d01 * x1 + l00 * y0 + l01 * y1 + u00 * z0 + u01 * z1
+    a1 = d10 * x0 + d11 * x1 + l10 * y0 + l11 * y1 + u10 * z0 + u11 * z1
+    if add:
+        of[w0] += a0
+        of[w1] += a1
+    else:
+        of[w0] = a0
+        of[w1] = a1
+
+
 @numba.njit(cache=True)
 def _apply_blocks(lower, diag, upper, n_outer, inner, bit, x, out, weight, add):
     """out = weight·(A along one axis) x, or out += that with ``add``, for every row of x
     (n_f, n_coeffs), both C-contiguous: x viewed as (outer, vertex i on the axis, inner), the
     value/slope bit of the axis being ``bit`` within inner; A's row block i couples vertex i to
     i − 1, i, i + 1 by the 2x2 blocks lower[i], diag[i], upper[i] (lower[0] and upper[-1] are
-    zero, so the end vertices read themselves in place of the missing neighbour). Unsigned
-    indices spare numba's negative-index wraparound."""
+    zero, so the end vertices read themselves in place of the missing neighbour).
+
+    Vertex-outer loops (the blocks are read once per vertex), and the (value, slope) pairs of
+    an inner run walked with the axis's ``bit`` (4, 2, 1) as a constant: about 2× faster than
+    one generic loop. Unsigned indices spare numba's negative-index wraparound."""
     xf, of = x.reshape(-1), out.reshape(-1)
     n_v = diag.shape[0]
     half = inner // (2 * bit)
     ubit = numba.uint64(bit)
-    for o in range(x.shape[0] * n_outer):
-        for i in range(n_v):
-            d00, d01 = weight * diag[i, 0, 0], weight * diag[i, 0, 1]
-            d10, d11 = weight * diag[i, 1, 0], weight * diag[i, 1, 1]
-            l00, l01 = weight * lower[i, 0, 0], weight * lower[i, 0, 1]
-            l10, l11 = weight * lower[i, 1, 0], weight * lower[i, 1, 1]
-            u00, u01 = weight * upper[i, 0, 0], weight * upper[i, 0, 1]
-            u10, u11 = weight * upper[i, 1, 0], weight * upper[i, 1, 1]
+    n_o = x.shape[0] * n_outer
+    for i in range(n_v):
+        c = (
+            weight * diag[i, 0, 0],
+            weight * diag[i, 0, 1],
+            weight * diag[i, 1, 0],
+            weight * diag[i, 1, 1],
+            weight * lower[i, 0, 0],
+            weight * lower[i, 0, 1],
+            weight * lower[i, 1, 0],
+            weight * lower[i, 1, 1],
+            weight * upper[i, 0, 0],
+            weight * upper[i, 0, 1],
+            weight * upper[i, 1, 0],
+            weight * upper[i, 1, 1],
+        )
+        back = numba.uint64(inner if i > 0 else 0)
+        ahead = numba.uint64(inner if i < n_v - 1 else 0)
+        for o in range(n_o):
             base = numba.uint64((o * n_v + i) * inner)
-            back = numba.uint64(inner if i > 0 else 0)
-            ahead = numba.uint64(inner if i < n_v - 1 else 0)
-            for hi in range(half):
-                for lo in range(bit):
-                    w0 = base + numba.uint64(hi * 2 * bit + lo)
-                    w1 = w0 + ubit
-                    x0, x1 = xf[w0], xf[w1]
-                    y0, y1 = xf[w0 - back], xf[w1 - back]
-                    z0, z1 = xf[w0 + ahead], xf[w1 + ahead]
-                    a0 = d00 * x0 + d01 * x1 + l00 * y0 + l01 * y1 + u00 * z0 + u01 * z1
-                    a1 = d10 * x0 + d11 * x1 + l10 * y0 + l11 * y1 + u10 * z0 + u11 * z1
-                    if add:
-                        of[w0] += a0
-                        of[w1] += a1
-                    else:
-                        of[w0] = a0
-                        of[w1] = a1
+            if bit == 4:
+                for hi in range(half):
+                    for lo in range(4):
+                        w0 = base + numba.uint64(hi * 8 + lo)
+                        _pair(xf, of, w0, w0 + numba.uint64(4), back, ahead, c, add)
+            elif bit == 2:
+                for hi in range(half):
+                    for lo in range(2):
+                        w0 = base + numba.uint64(hi * 4 + lo)
+                        _pair(xf, of, w0, w0 + numba.uint64(2), back, ahead, c, add)
+            elif bit == 1:
+                for hi in range(half):
+                    w0 = base + numba.uint64(hi * 2)
+                    _pair(xf, of, w0, w0 + numba.uint64(1), back, ahead, c, add)
+            else:
+                for hi in range(half):
+                    for lo in range(bit):
+                        w0 = base + numba.uint64(hi * 2 * bit + lo)
+                        _pair(xf, of, w0, w0 + ubit, back, ahead, c, add)
 
 
 def model_roughness(model) -> list[tuple[list[slice], Roughness]]:
