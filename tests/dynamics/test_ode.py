@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dbdflow.dynamics import DynamicsModel, HermiteGrid, solve
+from dbdflow.dynamics import SCHEMES, DynamicsModel, HermiteGrid, solve
 
 
 def linear_data(row, coords):
@@ -61,6 +61,16 @@ def test_linear_system_matches_the_exact_discrete_solution(scheme, substeps):
         expected = expected @ one_data_step.T
     assert traj.stages.shape == (5, n_steps * substeps, 4 if scheme == "rk4" else 1, 3)
     assert np.array_equal(traj.stages[:, ::substeps, 0], traj.theta[:, :-1])
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_schemes_are_explicit_and_use_only_the_previous_stage(scheme):
+    """The forward kernel forms Y_i = θ_m + h A_{i,i−1} K_{i−1}: A must vanish elsewhere, and the
+    weights b sum to 1 (consistency)."""
+    a, b = SCHEMES[scheme]
+    assert a.shape == (b.size, b.size)
+    assert not np.triu(a).any() and not np.tril(a, -2).any()
+    assert np.isclose(b.sum(), 1.0)
 
 
 def logistic_data(x):

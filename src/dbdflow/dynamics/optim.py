@@ -163,11 +163,12 @@ class Adam(_Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
         self.m = self.v = np.zeros(0)
         self._active = None
+        self._runs = None  # the active set as runs of consecutive coefficients
         self._new = np.empty((3, 0))  # scratch of the one-pass update
 
     def load_state(self, state) -> None:
         super().load_state(state)
-        self._active = None
+        self._active = self._runs = None
 
     def _scan(self, u, grad, nonzero):
         """Norm and finiteness, and every coefficient with a first non-zero gradient joins the
@@ -189,13 +190,15 @@ class Adam(_Optimizer):
             sumsq, bad, grown = _scan_mark_at(grad, nonzero, touched, active, n)
         if grown > n:  # keep the active set sorted: the update then walks memory in order
             active[:grown].sort(kind="stable")  # a sorted run plus a short tail: a merge
+        if grown > n or self._runs is None:
+            self._runs = _runs(active[:grown])
         self._active[2] = grown
         return sumsq, bad
 
     def step(self, u, grad, nonzero=None) -> np.ndarray:
         """One update; ``nonzero``: distinct indices outside which ``grad`` is 0 (None: any)."""
         grad, _, factor = self._check(u, grad, nonzero)
-        _, active, n = self._active
+        n = self._active[2]
         if self._new.shape[1] < n:
             self._new = np.empty((3, max(n, 2 * self._new.shape[1])))
         bad = _adam(
@@ -203,7 +206,7 @@ class Adam(_Optimizer):
             grad,
             self.m,
             self.v,
-            active[:n],
+            *self._runs,
             self._rates,
             factor,
             self.beta1,
@@ -306,35 +309,76 @@ def _scan_mark_at(grad, index, touched, active, n_active):
 
 
 @numba.njit(cache=True)
-def _adam_one(u, grad, m, v, i, rates, factor, b1, b2, eps, c1, c2):
-    """(new m, v, u) of coefficient i: the dense formula's operations, in the same order (a
+def _runs(index):
+    """(starts, ends) of the runs of consecutive values in the sorted ``index``."""
+    starts = np.empty(index.size, dtype=np.int64)
+    ends = np.empty(index.size, dtype=np.int64)
+    count = 0
+    for j in range(index.size):
+        i = index[j]
+        if count and ends[count - 1] == i:
+            ends[count - 1] = i + 1
+        else:
+            starts[count], ends[count] = i, i + 1
+            count += 1
+    return starts[:count], ends[:count]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _adam_one(g, m, v, u, lr, factor, b1, b2, eps, c1, c2):
+    """(new m, v, u) of one coefficient: the dense formula's operations, in the same order (a
     rounding-level change here, e.g. folding the bias corrections into scalar factors, changes
-    the paper's Rössler training enough that it diverges at step 2,559 instead of finishing)."""
-    g = grad[i]
-    if factor != 1.0:
-        g = g * factor
-    mi = b1 * m[i] + (1 - b1) * g
-    vi = b2 * v[i] + (1 - b2) * g * g
-    m_hat = mi / c1
-    v_hat = vi / c2
-    return (
-        mi,
-        vi,
-        u[i] - (rates[0] if rates.size == 1 else rates[i]) * m_hat / (np.sqrt(v_hat) + eps),
-    )
+    the paper's Rössler training enough that it diverges at step 2,559 instead of finishing).
+    ``g * factor`` with factor 1 (no clipping) is g exactly."""
+    g = g * factor
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    m_hat = m / c1
+    v_hat = v / c2
+    return m, v, u - lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
-@numba.njit(cache=True)
-def _adam(u, grad, m, v, active, rates, factor, b1, b2, eps, c1, c2, new):
-    """Adam on the active coefficients in one pass: the new (m, v, u) go to the scratch ``new``
-    (3, ≥ n_active) and are committed only if every new u is finite; returns −1, or (changing
-    nothing) the first active coefficient whose new u would be non-finite."""
-    for j in range(active.size):
-        mi, vi, ui = _adam_one(u, grad, m, v, active[j], rates, factor, b1, b2, eps, c1, c2)
-        if not np.isfinite(ui):
-            return active[j]
-        new[0, j], new[1, j], new[2, j] = mi, vi, ui
-    for j in range(active.size):
-        i = active[j]
-        m[i], v[i], u[i] = new[0, j], new[1, j], new[2, j]
+@numba.njit(cache=True, error_model="numpy")
+def _adam(u, grad, m, v, starts, ends, rates, factor, b1, b2, eps, c1, c2, new):
+    """Adam on the active coefficients, runs [starts, ends) of consecutive ones: the new (m, v,
+    u) go to the scratch ``new`` (3, ≥ n_active) and are committed only if every new u is finite;
+    returns −1, or (changing nothing) the first active coefficient whose new u would be
+    non-finite. (Unsigned offsets and error_model "numpy": the loops vectorise, 4× faster; a
+    signed i − s or j + q could be negative for numba and its wraparound makes them gathers.)"""
+    bad = False
+    per_coefficient = rates.size > 1
+    j = np.uint64(0)
+    for r in range(starts.size):
+        s = np.uint64(starts[r])
+        n = np.uint64(ends[r]) - s
+        if per_coefficient:
+            for q in range(n):
+                i = s + q
+                mi, vi, ui = _adam_one(
+                    grad[i], m[i], v[i], u[i], rates[i], factor, b1, b2, eps, c1, c2
+                )
+                new[0, j + q], new[1, j + q], new[2, j + q] = mi, vi, ui
+                bad |= (ui - ui) != 0.0  # inf or NaN
+        else:
+            lr = rates[0]
+            for q in range(n):
+                i = s + q
+                mi, vi, ui = _adam_one(grad[i], m[i], v[i], u[i], lr, factor, b1, b2, eps, c1, c2)
+                new[0, j + q], new[1, j + q], new[2, j + q] = mi, vi, ui
+                bad |= (ui - ui) != 0.0
+        j += n
+    j = np.uint64(0)
+    if bad:
+        for r in range(starts.size):
+            for i in range(starts[r], ends[r]):
+                if not np.isfinite(new[2, j]):
+                    return i
+                j += np.uint64(1)
+    for r in range(starts.size):
+        s = np.uint64(starts[r])
+        n = np.uint64(ends[r]) - s
+        for q in range(n):
+            i = s + q
+            m[i], v[i], u[i] = new[0, j + q], new[1, j + q], new[2, j + q]
+        j += n
     return -1
