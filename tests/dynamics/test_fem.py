@@ -2,7 +2,6 @@
 
 import itertools
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -10,14 +9,6 @@ from hypothesis import strategies as st
 from numpy.polynomial import polynomial as P
 
 from dbdflow.dynamics import HermiteGrid
-from dbdflow.dynamics.fem import (
-    cell_basis_d1,
-    cell_basis_d2,
-    cell_basis_d3,
-    cell_gradient_d1,
-    cell_gradient_d2,
-    cell_gradient_d3,
-)
 
 
 def poly_value(c, x):
@@ -204,43 +195,3 @@ def test_four_dimensional_grid_reproduces_a_tensor_cubic():
     exact_grad = np.stack([poly_value(poly_derivative(c, [a]), x) for a in range(4)], axis=1)
     assert np.allclose(grid.evaluate(u, x), poly_value(c, x), rtol=0, atol=1e-10)
     assert np.allclose(grid.gradient(u, x), exact_grad, rtol=0, atol=1e-10)
-
-
-@numba.njit
-def _cell_values(x, lower, upper, inv_h, h, n_cells, vstride, d):
-    """The unrolled whole-cell kernels (fem.cell_basis_dN, cell_gradient_dN) at many points."""
-    n = x.shape[0]
-    f, fx = np.empty((n, 4**d)), np.empty((n, d, 4**d))
-    vertex, out = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.bool_)
-    for p in range(n):
-        if d == 1:
-            vertex[p], out[p] = cell_basis_d1(
-                x[p], lower, upper, inv_h, h, n_cells, vstride, 0, f[p]
-            )
-            cell_gradient_d1(x[p], lower, upper, inv_h, h, n_cells, 0, fx[p])
-        elif d == 2:
-            vertex[p], out[p] = cell_basis_d2(
-                x[p], lower, upper, inv_h, h, n_cells, vstride, 0, f[p]
-            )
-            cell_gradient_d2(x[p], lower, upper, inv_h, h, n_cells, 0, fx[p])
-        else:
-            vertex[p], out[p] = cell_basis_d3(
-                x[p], lower, upper, inv_h, h, n_cells, vstride, 0, f[p]
-            )
-            cell_gradient_d3(x[p], lower, upper, inv_h, h, n_cells, 0, fx[p])
-    return f, fx, vertex, out
-
-
-@settings(max_examples=30, deadline=None)
-@given(grid=grids(), seed=st.integers(0, 2**32 - 1))
-def test_unrolled_cell_kernels_equal_the_basis(grid, seed):
-    """For d ≤ 3 the forward/adjoint fast path's basis values, x-gradients, first vertex and
-    outside flag equal HermiteGrid.basis_gradient / outside at points inside and outside."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(grid.lower - 0.5 * grid.spacing, grid.upper + 0.5 * grid.spacing, (40, grid.d))
-    lower, upper, inv_h, h, n_cells, vstride = grid.kernel_arrays()[:6]
-    f, fx, vertex, out = _cell_values(x, lower, upper, inv_h, h, n_cells, vstride, grid.d)
-    idx, val, grad = grid.basis_gradient(x)
-    np.testing.assert_allclose(f, val, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(fx, grad.transpose(0, 2, 1), rtol=1e-12, atol=1e-12)
-    assert np.array_equal(vertex << grid.d, idx[:, 0]) and np.array_equal(out, grid.outside(x))

@@ -42,8 +42,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from dbdflow.dynamics.fem import locate, tail_tensors
-from dbdflow.dynamics.ode import CELL_LINES, SCHEMES, cell_basis, cell_cache, cell_gradient, scratch
+from dbdflow.dynamics.fem import hermite_axis, hermite_slopes, locate, tail_tensors
+from dbdflow.dynamics.ode import CELL_LINES, SCHEMES, cell_cache, scratch
 
 RULES = ("trapezoid", "uniform")
 
@@ -188,6 +188,14 @@ def _touch(mark, index, count, o):
         count[0] += 1
 
 
+@numba.njit(cache=True, inline="always")
+def line_slot(j, rank):
+    """Where a cache line keeps coefficient j = Σ_a q_a 4^a of a member (in that member's 4^d
+    block): the first axis outermost, (q0, rest) → q0·4^(d−1) + (j >> 2), so that sums over q0
+    run over contiguous rows."""
+    return ((j & 3) << (2 * (rank - 1))) + (j >> 2) if rank > 1 else j
+
+
 @numba.njit(cache=True)
 def _flush(
     line, tags, line_group, used, grads, vertex0, local, ms, mo, rank, gu, mark, index, count
@@ -201,7 +209,7 @@ def _flush(
             o = mo[ms[g] + jm] + (vertex << rank)
             for j in range(nb):
                 idx = o + local[g, j]
-                gu[idx] += grads[line, jm * nb + j]
+                gu[idx] += grads[line, jm * nb + line_slot(j, rank)]
                 _touch(mark, index, count, idx)
             used[line, jm] = False
 
@@ -213,15 +221,21 @@ def _adjoint(
     """Reverse sweep per IC (``stages`` start at step ``m_kept``). For ``rank_key.ndim`` ≤ 3
     (see ode._forward) the cells' coefficients come from a cell cache and dS/du accumulates per
     cache line, added to gu (and marked) once per line rather than per stage point; otherwise
-    rows of u are read and written directly."""
+    rows of u are read and written directly.
+
+    Cache path, per stage point and group: the combined coefficients C = Σ_k K̄_k c_k of the
+    cell (members k, c_k their coefficients) and dS/du_k += K̄_k f (f the 4^d basis values);
+    then Ȳ_a = ∂/∂x_a Σ C f, summed one axis at a time (d = 3, shape values α, β, ε, primes
+    their x-derivatives): P = Σ_q0 α C, P' = Σ_q0 α' C, and
+    Ȳ_0 = Σ ε Σ β P', Ȳ_1 = Σ ε Σ β' P, Ȳ_2 = Σ ε' Σ β P."""
     n_ic, _, n_stages, n_params = stages.shape
     gd, gc, lo, up, ih, hh, nc, vs, rw, l0, ms, mp, mo, local, vertex0 = pack
     rank = rank_key.ndim
     x, v1, dv1, w, rv, _ = scratch(gd)
     comb = np.empty((rv.size, 4))
-    f = np.empty(local.shape[1])
-    fx = np.empty((max(rank, 1), local.shape[1]))
-    row = np.empty(local.shape[1])
+    f = np.empty(local.shape[1])  # basis values in line order
+    row = np.empty(local.shape[1])  # Σ_k c_k u_k on the cell, in line order
+    part = np.empty((2, 16))  # d ≥ 2: row summed over q0 with α and with α'
     cache, tags = cell_cache(gd, ms, rank)
     grads = np.empty_like(cache)
     line_group = np.zeros(tags.size, dtype=np.int64)
@@ -256,8 +270,26 @@ def _adjoint(
                         for ax in range(d):
                             x[ax] = y[gc[g, ax]]
                         if rank <= 3:
-                            vertex, _ = cell_basis(x, lo, up, ih, hh, nc, vs, g, rank, f)
-                            cell_gradient(x, lo, up, ih, hh, nc, g, rank, fx)
+                            # per-axis shape values α, β, ε and their x-derivatives α', β', ε'
+                            c0, _, t, a0, a1, a2, a3 = hermite_axis(
+                                x[0], lo[g, 0], up[g, 0], ih[g, 0], hh[g, 0], nc[g, 0]
+                            )
+                            da0, da1, da2, da3 = hermite_slopes(t, ih[g, 0])
+                            vertex = c0 * vs[g, 0]
+                            b0 = b1 = b2 = b3 = db0 = db1 = db2 = db3 = 0.0
+                            e0 = e1 = e2 = e3 = de0 = de1 = de2 = de3 = 0.0
+                            if rank >= 2:
+                                c1, _, t, b0, b1, b2, b3 = hermite_axis(
+                                    x[1], lo[g, 1], up[g, 1], ih[g, 1], hh[g, 1], nc[g, 1]
+                                )
+                                db0, db1, db2, db3 = hermite_slopes(t, ih[g, 1])
+                                vertex += c1 * vs[g, 1]
+                            if rank == 3:
+                                c2, _, t, e0, e1, e2, e3 = hermite_axis(
+                                    x[2], lo[g, 2], up[g, 2], ih[g, 2], hh[g, 2], nc[g, 2]
+                                )
+                                de0, de1, de2, de3 = hermite_slopes(t, ih[g, 2])
+                                vertex += c2 * vs[g, 2]
                             nb = 1 << (2 * rank)
                             key = vertex0[g] + vertex
                             line = key & (CELL_LINES - 1)
@@ -284,10 +316,36 @@ def _adjoint(
                                 for jm in range(ms[g + 1] - ms[g]):
                                     o = mo[ms[g] + jm] + (vertex << rank)
                                     for j in range(nb):
-                                        cache[line, jm * nb + j] = u[o + local[g, j]]
+                                        cache[line, jm * nb + line_slot(j, rank)] = u[
+                                            o + local[g, j]
+                                        ]
                                         grads[line, jm * nb + j] = 0.0
+                            # basis values f[q0, rest] = α_q0 Π_rest (β, ε)
+                            if rank == 1:
+                                f[0], f[1], f[2], f[3] = a0, a1, a2, a3
+                            elif rank == 2:
+                                for q in range(4):
+                                    bq = (b0, b1, b2, b3)[q]
+                                    f[q], f[4 + q], f[8 + q], f[12 + q] = (
+                                        a0 * bq,
+                                        a1 * bq,
+                                        a2 * bq,
+                                        a3 * bq,
+                                    )
+                            else:
+                                for q2 in range(4):
+                                    eq = (e0, e1, e2, e3)[q2]
+                                    for q1 in range(4):
+                                        w1 = (b0, b1, b2, b3)[q1] * eq
+                                        r = q1 + 4 * q2
+                                        f[r], f[16 + r], f[32 + r], f[48 + r] = (
+                                            a0 * w1,
+                                            a1 * w1,
+                                            a2 * w1,
+                                            a3 * w1,
+                                        )
                             # the combined row Σ_k c_k u_k (its x-gradient is Σ_k c_k ∇F_k) and
-                            # the u-gradients c_k f_j, accumulated on the line
+                            # the u-gradients c_k f, accumulated on the line
                             for j in range(nb):
                                 row[j] = 0.0
                             for jm in range(ms[g + 1] - ms[g]):
@@ -298,11 +356,59 @@ def _adjoint(
                                 for j in range(nb):
                                     row[j] += c * cache[line, jm * nb + j]
                                     grads[line, jm * nb + j] += c * f[j]
-                            for ax in range(rank):
-                                acc = 0.0
-                                for j in range(nb):
-                                    acc += row[j] * fx[ax, j]
-                                ybar[gc[g, ax]] += acc
+                            # its gradient, one axis summed at a time
+                            if rank == 1:
+                                ybar[gc[g, 0]] += (
+                                    da0 * row[0] + da1 * row[1] + da2 * row[2] + da3 * row[3]
+                                )
+                                continue
+                            n_rest = nb >> 2
+                            for r in range(n_rest):
+                                r0, r1, r2, r3 = (
+                                    row[r],
+                                    row[n_rest + r],
+                                    row[2 * n_rest + r],
+                                    row[3 * n_rest + r],
+                                )
+                                part[0, r] = a0 * r0 + a1 * r1 + a2 * r2 + a3 * r3
+                                part[1, r] = da0 * r0 + da1 * r1 + da2 * r2 + da3 * r3
+                            if rank == 2:
+                                ybar[gc[g, 0]] += (
+                                    b0 * part[1, 0]
+                                    + b1 * part[1, 1]
+                                    + b2 * part[1, 2]
+                                    + b3 * part[1, 3]
+                                )
+                                ybar[gc[g, 1]] += (
+                                    db0 * part[0, 0]
+                                    + db1 * part[0, 1]
+                                    + db2 * part[0, 2]
+                                    + db3 * part[0, 3]
+                                )
+                                continue
+                            g0 = g1 = g2 = 0.0
+                            for q2 in range(4):
+                                r = 4 * q2
+                                pa0, pa1, pa2, pa3 = (
+                                    part[0, r],
+                                    part[0, r + 1],
+                                    part[0, r + 2],
+                                    part[0, r + 3],
+                                )
+                                pd0, pd1, pd2, pd3 = (
+                                    part[1, r],
+                                    part[1, r + 1],
+                                    part[1, r + 2],
+                                    part[1, r + 3],
+                                )
+                                sb = b0 * pa0 + b1 * pa1 + b2 * pa2 + b3 * pa3
+                                eq, deq = (e0, e1, e2, e3)[q2], (de0, de1, de2, de3)[q2]
+                                g0 += eq * (b0 * pd0 + b1 * pd1 + b2 * pd2 + b3 * pd3)
+                                g1 += eq * (db0 * pa0 + db1 * pa1 + db2 * pa2 + db3 * pa3)
+                                g2 += deq * sb
+                            ybar[gc[g, 0]] += g0
+                            ybar[gc[g, 1]] += g1
+                            ybar[gc[g, 2]] += g2
                             continue
                         base, _ = locate(x, lo, up, ih, hh, nc, vs, g, d, v1, dv1, True)
                         tail_tensors(v1, dv1, d, d, w)

@@ -29,12 +29,6 @@ import numpy as np
 
 from dbdflow.dynamics.fem import (
     HermiteGrid,
-    cell_basis_d1,
-    cell_basis_d2,
-    cell_basis_d3,
-    cell_gradient_d1,
-    cell_gradient_d2,
-    cell_gradient_d3,
     hermite_axis,
     locate,
     row_value,
@@ -234,27 +228,6 @@ def scratch(g_d):
 # then summed over contiguous rows, which vectorises. A line is refilled when another cell maps to
 # it; u does not change during a solve.
 CELL_LINES = 1024
-
-
-@numba.njit(cache=True, inline="always")
-def cell_basis(x, lo, up, ih, hh, nc, vs, g, rank, f):
-    """The d = ``rank`` ≤ 3 whole-cell basis of fem.py (``rank`` a compile-time constant)."""
-    if rank == 3:
-        return cell_basis_d3(x, lo, up, ih, hh, nc, vs, g, f)
-    if rank == 2:
-        return cell_basis_d2(x, lo, up, ih, hh, nc, vs, g, f)
-    return cell_basis_d1(x, lo, up, ih, hh, nc, vs, g, f)
-
-
-@numba.njit(cache=True, inline="always")
-def cell_gradient(x, lo, up, ih, hh, nc, g, rank, fx):
-    """fx[a, j] = ∂f_j/∂x_a for the d = ``rank`` ≤ 3 whole-cell basis (see :func:`cell_basis`)."""
-    if rank == 3:
-        cell_gradient_d3(x, lo, up, ih, hh, nc, g, fx)
-    elif rank == 2:
-        cell_gradient_d2(x, lo, up, ih, hh, nc, g, fx)
-    else:
-        cell_gradient_d1(x, lo, up, ih, hh, nc, g, fx)
 
 
 @numba.njit(cache=True)
