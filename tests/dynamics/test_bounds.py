@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     from dbdflow.dynamics.roughness import model_roughness
 
     rng = np.random.default_rng(0)
-    big = HermiteGrid([-3.0, -3.0, -3.0], [3.0, 3.0, 3.0], 14)  # 15^3 > CELL_LINES vertices
+    big = HermiteGrid([-3.0, -3.0, -3.0], [3.0, 3.0, 3.0], 14)  # > CELL_LINES cells: shared lines
     models = [f() for f in MODELS.values()] + [DynamicsModel([big] * 3, [(0, 1, 2)] * 3)]
     for model in models:
         u = 0.1 * rng.normal(size=model.n_coeffs)

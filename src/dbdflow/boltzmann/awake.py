@@ -204,6 +204,10 @@ class FieldAwake:
         self.visible_bias = [model.index(f"b_{s}") for s in model.visible_species]
         self.hidden_bias = [model.index(f"b_{t}") for t in hidden]
         self.couplings = couplings
+        self._kernel_couplings = (
+            np.array(self.hidden_bias, dtype=np.int64),
+            *np.array(couplings, dtype=np.int64).reshape(-1, 3).T.copy(),
+        )
 
     def _activations(self, theta) -> np.ndarray:
         """(n, n_keys, 1 + hidden species): a_t(c) with a_0 = 0 (the empty hidden state)."""
@@ -229,11 +233,6 @@ class FieldAwake:
             e[:, t - 1, k] = self.keys[:, s - 1]
         return q, e
 
-    def key_statistics(self, theta) -> np.ndarray:
-        """(n, n_keys, K): E[T | field key] of one hidden unit at each θ (visible biases 0)."""
-        q, e = self._conditionals(theta)
-        return np.einsum("nct,ctk->nck", q[..., 1:], e)
-
     def covariance(self, ics, steps, theta) -> np.ndarray:
         """(n, K, K): the data mean of Cov[T | v] (hidden units independent given v), the part
         of the log-likelihood's Hessian that comes from the hidden units."""
@@ -245,9 +244,9 @@ class FieldAwake:
         return np.einsum("nc,nckl->nkl", self.hist[ics, steps], cov)
 
     def __call__(self, ics, steps, theta) -> np.ndarray:
-        ics, steps = np.asarray(ics), np.asarray(steps)
-        per_key = self.key_statistics(theta)
-        out = np.einsum("nc,nck->nk", self.hist[ics, steps], per_key)
+        ics, steps = np.asarray(ics, dtype=np.int64), np.asarray(steps, dtype=np.int64)
+        theta = np.ascontiguousarray(np.atleast_2d(theta), dtype=np.float64)
+        out = _field_moments(theta, ics, steps, self.hist, self.keys, *self._kernel_couplings)
         out[:, self.visible_bias] = self.counts[ics, steps]
         return out
 
@@ -260,3 +259,35 @@ class FieldAwake:
         soft = top + np.log(np.exp(act - top[..., None]).sum(axis=-1))
         visible = (self.counts[ics, steps] * theta[:, self.visible_bias]).sum(axis=-1)
         return visible + np.einsum("nc,nc->n", self.hist[ics, steps], soft)
+
+
+@numba.njit(cache=True)
+def _field_moments(theta, ics, steps, hist, keys, hidden_bias, cpl_param, cpl_s, cpl_t):
+    """(n, K) Σ_c H(c) E[T | key c] at θ_r, H = hist[ics[r], steps[r]] (module docstring); the
+    visible biases' entries are left 0 for the caller. Keys with H(c) = 0 are skipped."""
+    n, n_params = theta.shape
+    n_hidden = hidden_bias.size
+    act = np.empty(n_hidden + 1)  # a_0 = 0: the empty hidden state
+    out = np.zeros((n, n_params))
+    for r in range(n):
+        row = hist[ics[r], steps[r]]
+        for c in range(keys.shape[0]):
+            weight = row[c]
+            if weight == 0.0:
+                continue
+            act[0] = 0.0
+            for b in range(n_hidden):
+                act[b + 1] = theta[r, hidden_bias[b]]
+            for j in range(cpl_param.size):
+                act[cpl_t[j]] += theta[r, cpl_param[j]] * keys[c, cpl_s[j] - 1]
+            top = act.max()
+            total = 0.0
+            for t in range(n_hidden + 1):
+                act[t] = np.exp(act[t] - top)
+                total += act[t]
+            scale = weight / total  # H(c) q_t(c) = scale · act[t]
+            for b in range(n_hidden):
+                out[r, hidden_bias[b]] += scale * act[b + 1]
+            for j in range(cpl_param.size):
+                out[r, cpl_param[j]] += scale * act[cpl_t[j]] * keys[c, cpl_s[j] - 1]
+    return out

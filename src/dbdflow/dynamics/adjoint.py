@@ -43,7 +43,7 @@ import numba
 import numpy as np
 
 from dbdflow.dynamics.fem import hermite_axis, hermite_slopes, locate, tail_tensors
-from dbdflow.dynamics.ode import CELL_LINES, SCHEMES, cell_cache, scratch
+from dbdflow.dynamics.ode import SCHEMES, cache_line, cell_cache, scratch
 
 RULES = ("trapezoid", "uniform")
 
@@ -292,7 +292,7 @@ def _adjoint(
                                 vertex += c2 * vs[g, 2]
                             nb = 1 << (2 * rank)
                             key = vertex0[g] + vertex
-                            line = key & (CELL_LINES - 1)
+                            line = cache_line(key)
                             if tags[line] != key:  # (see ode._forward)
                                 if tags[line] >= 0:
                                     _flush(

@@ -226,8 +226,18 @@ def scratch(g_d):
 # cache (key: the cell's first vertex in the numbering of all groups, line: key mod CELL_LINES;
 # order within a line: :func:`cell_slot` in the forward, member by member in the adjoint). F is
 # then summed over contiguous rows, which vectorises. A line is refilled when another cell maps to
-# it; u does not change during a solve.
-CELL_LINES = 1024
+# it; u does not change during a solve. The line is a multiplicative (Fibonacci) hash of the key:
+# with key mod CELL_LINES, cells a multiple of 1024 vertices apart (e.g. along the slowest axis
+# of a fine grid) collide, and the hidden A+A model's forward refilled 8× more lines than it
+# visited cells.
+CELL_BITS = 10
+CELL_LINES = 1 << CELL_BITS
+
+
+@numba.njit(cache=True, inline="always")
+def cache_line(key):
+    """The cache line of cell ``key``: the top CELL_BITS bits of key × 2^64/φ (mod 2^64)."""
+    return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - CELL_BITS))
 
 
 @numba.njit(cache=True)
@@ -362,7 +372,7 @@ def _forward(theta0, u, n_steps, substeps, h, a, b, pack, rank_key, keep_from):
                             out = out or o2
                         nm = ms[g + 1] - ms[g]
                         key = vertex0[g] + vertex
-                        line = key & (CELL_LINES - 1)
+                        line = cache_line(key)
                         if tags[line] != key:
                             tags[line] = key
                             for jm in range(nm):
