@@ -1,9 +1,10 @@
 """Forward and adjoint kernels (dbdflow.dynamics.ode / .adjoint): ns per right-hand-side evaluation.
 
 For grids of one common dimension d ≤ 3 the kernels read each visited cell's coefficients from a
-cell cache (contiguous lines, vectorised dot products); any other model takes the generic path,
-which reads the 4^d coefficients from u row by row. The table times both paths on the same
-model (the generic one forced with a rank-4 ``rank_key``), best of 20 runs:
+cell cache (contiguous lines; F and its gradient summed one axis at a time over vectorised rows);
+any other model takes the generic path, which reads the 4^d coefficients from u row by row. The
+table times both paths on the same model (the generic one forced with a rank-4 ``rank_key``), best
+of 20 runs:
 
 - forward: :func:`~dbdflow.dynamics.ode.solve`, ns per evaluation of the whole F at one stage
   point (all members of every group);
