@@ -43,7 +43,7 @@ import numba
 import numpy as np
 
 from dbdflow.dynamics.fem import hermite_axis, hermite_slopes, locate, tail_tensors
-from dbdflow.dynamics.ode import SCHEMES, cache_line, cell_cache, scratch
+from dbdflow.dynamics.ode import SCHEMES, cache_line, scratch
 
 RULES = ("trapezoid", "uniform")
 
@@ -172,6 +172,7 @@ def gradient(model, traj, dmu, weights, *, l2=0.0, theta_bar=0.0, stop=0, out=No
         traj.u,
         model.pack,
         model.rank_key,
+        model.workspace(),
         out.values,
         out._mark,
         out._index,
@@ -216,7 +217,23 @@ def _flush(
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
 def _adjoint(
-    stages, m_kept, source, last, stop, substeps, h, a, b, u, pack, rank_key, gu, mark, index, count
+    stages,
+    m_kept,
+    source,
+    last,
+    stop,
+    substeps,
+    h,
+    a,
+    b,
+    u,
+    pack,
+    rank_key,
+    work,
+    gu,
+    mark,
+    index,
+    count,
 ):
     """Reverse sweep per IC (``stages`` start at step ``m_kept``). For ``rank_key.ndim`` ≤ 3
     (see ode._forward) the cells' coefficients come from a cell cache and dS/du accumulates per
@@ -236,13 +253,9 @@ def _adjoint(
     f = np.empty(local.shape[1])  # basis values in line order
     row = np.empty(local.shape[1])  # Σ_k c_k u_k on the cell, in line order
     part = np.empty((2, 16))  # d ≥ 2: row summed over q0 with α and with α'
-    cache, tags = cell_cache(gd, ms, rank)
-    grads = np.empty_like(cache)
-    line_group = np.zeros(tags.size, dtype=np.int64)
-    m_max = 1
-    for g in range(gd.size):
-        m_max = max(m_max, ms[g + 1] - ms[g])
-    used = np.zeros((tags.size, m_max), dtype=np.bool_)
+    cache, grads, tags, line_group, used = work
+    tags[:] = -1
+    used[:] = False
     dtheta = np.zeros((n_ic, n_params))
     lam = np.empty(n_params)
     kbar = np.empty((n_stages, n_params))

@@ -74,6 +74,15 @@ class DynamicsModel:
         # grid has the same d <= 3 gives the basis loops constant lengths (rank 4: any d)
         dims = {g.d for g in grids}
         self.rank_key = np.zeros((0,) * (dims.pop() if len(dims) == 1 and max(dims) <= 3 else 4))
+        self._workspace = None
+
+    def workspace(self):
+        """The forward and adjoint kernels' cell cache (:func:`cell_cache`), made on first use
+        for the current ``rank_key`` and kept."""
+        rank = self.rank_key.ndim
+        if self._workspace is None or self._workspace[0] != rank:
+            self._workspace = (rank, cell_cache(self.pack, rank))
+        return self._workspace[1]
 
     def check_coeffs(self, u) -> np.ndarray:
         u = np.ascontiguousarray(u, dtype=np.float64)
@@ -201,6 +210,7 @@ def solve(
         model.pack,
         model.rank_key,
         int(keep_from),
+        model.workspace(),
     )
     u = u.copy() if copy else u
     return Trajectory(theta, stages, outside, u, float(dt), int(substeps), scheme, int(keep_from))
@@ -240,15 +250,23 @@ def cache_line(key):
     return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - CELL_BITS))
 
 
-@numba.njit(cache=True)
-def cell_cache(g_d, m_start, rank):
-    """(cache, tags): CELL_LINES lines of Σ-over-members 4^d coefficients (none unless rank ≤ 3),
-    every tag −1 (empty)."""
-    line_size = 1
-    for g in range(g_d.size):
-        line_size = max(line_size, (m_start[g + 1] - m_start[g]) << (2 * g_d[g]))
+def cell_cache(pack, rank):
+    """The kernels' cell cache (none unless rank ≤ 3): ``cache`` and ``grads`` (CELL_LINES lines of
+    Σ-over-members 4^d values: coefficients, the adjoint's accumulated dS/du), ``tags`` (each
+    line's cell key, −1: empty), ``line_group`` and ``used`` (line, member) of the adjoint. Kept
+    by the model between solves (:meth:`DynamicsModel.workspace`): the kernels reset the tags,
+    and fresh arrays cost a page fault per touched page (the hashed lines touch most pages)."""
+    g_d, m_start = pack[0], pack[10]
+    members = np.diff(m_start)
+    line_size = max(1, int((members << (2 * g_d)).max()))
     n_lines = CELL_LINES if rank <= 3 else 0
-    return np.empty((n_lines, line_size)), np.full(n_lines, -1, dtype=np.int64)
+    return (
+        np.empty((n_lines, line_size)),
+        np.empty((n_lines, line_size)),
+        np.full(n_lines, -1, dtype=np.int64),
+        np.zeros(n_lines, dtype=np.int64),
+        np.zeros((n_lines, max(1, int(members.max()))), dtype=np.bool_),
+    )
 
 
 @numba.njit(cache=True, inline="always")
@@ -265,7 +283,7 @@ def cell_slot(j, jm, nm, rank):
 
 
 @numba.njit(cache=True, fastmath={"reassoc", "contract"})
-def _forward(theta0, u, n_steps, substeps, h, a, b, pack, rank_key, keep_from):
+def _forward(theta0, u, n_steps, substeps, h, a, b, pack, rank_key, keep_from, work):
     """Batched explicit RK: all initial conditions advance together, step by step.
 
     ``rank_key.ndim`` is the common d ≤ 3 of all groups (cell cache, F contracted one axis at a
@@ -285,7 +303,8 @@ def _forward(theta0, u, n_steps, substeps, h, a, b, pack, rank_key, keep_from):
     gd, gc, lo, up, ih, hh, nc, vs, rw, l0, ms, mp, mo, local, vertex0 = pack
     rank = rank_key.ndim
     x, v1, dv1, w, _, _ = scratch(gd)
-    cache, tags = cell_cache(gd, ms, rank)
+    cache, _, tags, _, _ = work
+    tags[:] = -1
     rows = np.empty(cache.shape[1] >> 2)  # d = 3: Σ_q0 done
     last = np.empty(cache.shape[1])  # all axes but the last summed (d = 1: the whole line)
     ha = h * a
