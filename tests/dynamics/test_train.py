@@ -174,6 +174,26 @@ def test_chain_recovers_a_known_dbd_trajectory():
     assert np.abs(theta - truth).max() < 0.01
 
 
+@pytest.mark.parametrize("batch", [None, 5, 2])
+def test_a_step_builds_its_generator_only_when_it_draws(batch):
+    """Exact asleep moments draw nothing: without a batch to draw (None or all 5 ICs) the step's
+    stream is never built, and the run equals one whose stream is; with a batch of 2 it is built
+    once per step."""
+    problem, dyn, _ = chain_problem()
+    cfg = Settings(steps=6, learning_rate=0.05, window=Window(4, 2), batch_ics=batch)
+    built = []
+
+    def stream(step):
+        built.append(step)
+        return np.random.default_rng(step)
+
+    state = train(problem, dyn, cfg, stream, TrainState.fresh(np.zeros(dyn.n_coeffs), 2))
+    assert built == ([] if batch in (None, 5) else list(range(6)))
+    problem.asleep.random = True  # as if it drew: the stream is built every step
+    again = train(problem, dyn, cfg, stream, TrainState.fresh(np.zeros(dyn.n_coeffs), 2))
+    assert np.array_equal(state.u, again.u)
+
+
 @pytest.mark.parametrize(("truncate", "batch"), [(False, None), (False, 3), (True, 2)])
 def test_step_gradient_is_that_of_the_documented_objective(truncate, batch):
     """One step's gradient equals central differences of S(u) = (1/|B|) Σ_i Σ_n w_n KL_n / N

@@ -38,6 +38,8 @@ BLOCK = 64  # θ per batch of the exact kernel: the batch index is innermost, so
 class ExactAsleep:
     """Exact μ̃(θ) for a 1D ``chain`` or ``chain_rbm`` model, batched over θ."""
 
+    random = False  # draws nothing: training passes no generator
+
     def __init__(self, model):
         if model.family not in EXACT_FAMILIES:
             raise ValueError(

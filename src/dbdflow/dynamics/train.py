@@ -39,7 +39,8 @@ Moment interface: Algorithm 1 does not depend on the Boltzmann family. ``Problem
 steps, theta) -> (n, K)`` and ``Problem.asleep(theta, ics, steps, rng) -> (n, K)`` give the
 moments at data points (ic, step) and model parameters θ (see :mod:`dbdflow.boltzmann.awake` and
 :mod:`dbdflow.boltzmann.asleep`); an asleep provider with ``state()``/``load_state()`` (persistent
-chains) is checkpointed with the rest.
+chains) is checkpointed with the rest, and one with ``random = False`` (exact moments) gets
+``rng=None``: without a batch to draw, the step's stream is then not built.
 """
 
 from __future__ import annotations
@@ -280,11 +281,14 @@ def train(
     grad_u = SparseGradient(model.n_coeffs)
     penalties = model_roughness(model) if settings.smoothness > 0 else []
     prior = np.zeros_like(u) if settings.prior is None else model.check_coeffs(settings.prior)
+    n_ics = problem.theta0.shape[0]
+    draws = getattr(problem.asleep, "random", True) or (
+        settings.batch_ics is not None and settings.batch_ics < n_ics
+    )
     for step in range(state.step, end_step):
         t_start = time.perf_counter()
-        loss, window, outside = _step(
-            problem, model, settings, stream(step), step, u, theta_bar, grad_u
-        )
+        rng = stream(step) if draws else None  # building a generator costs ~35 µs
+        loss, window, outside = _step(problem, model, settings, rng, step, u, theta_bar, grad_u)
         rough = 0.0
         for slices, penalty in penalties:
             value, grad = penalty.value_and_gradient(np.stack([u[sl] - prior[sl] for sl in slices]))
