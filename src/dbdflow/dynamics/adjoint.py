@@ -42,8 +42,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from dbdflow.dynamics.fem import hermite_axis, hermite_slopes, locate, tail_tensors
-from dbdflow.dynamics.ode import SCHEMES, cache_line, scratch
+from dbdflow.dynamics.fem import hermite_slopes, locate, tail_tensors
+from dbdflow.dynamics.ode import SCHEMES, cache_line, point_axis, scratch
 
 RULES = ("trapezoid", "uniform")
 
@@ -246,7 +246,7 @@ def _adjoint(
     their x-derivatives): P = Σ_q0 α C, P' = Σ_q0 α' C, and
     Ȳ_0 = Σ ε Σ β P', Ȳ_1 = Σ ε Σ β' P, Ȳ_2 = Σ ε' Σ β P."""
     n_ic, _, n_stages, n_params = stages.shape
-    gd, gc, lo, up, ih, hh, nc, vs, rw, l0, ms, mp, mo, local, vertex0 = pack
+    gd, gc, lo, up, ih, hh, nc, vs, rw, l0, ms, mp, mo, local, vertex0, geo = pack
     rank = rank_key.ndim
     x, v1, dv1, w, rv, _ = scratch(gd)
     comb = np.empty((rv.size, 4))
@@ -279,28 +279,19 @@ def _adjoint(
                         ybar[k] = 0.0
                     # ybar = (∂F/∂θ)(y)ᵀ kbar[s], gu += (∂F/∂u)(y)ᵀ kbar[s], group by group
                     for g in range(gd.size):
-                        d = gd[g]
-                        for ax in range(d):
-                            x[ax] = y[gc[g, ax]]
                         if rank <= 3:
                             # per-axis shape values α, β, ε and their x-derivatives α', β', ε'
-                            c0, _, t, a0, a1, a2, a3 = hermite_axis(
-                                x[0], lo[g, 0], up[g, 0], ih[g, 0], hh[g, 0], nc[g, 0]
-                            )
+                            c0, _, t, a0, a1, a2, a3 = point_axis(y, gc, geo, nc, g, 0)
                             da0, da1, da2, da3 = hermite_slopes(t, ih[g, 0])
                             vertex = c0 * vs[g, 0]
                             b0 = b1 = b2 = b3 = db0 = db1 = db2 = db3 = 0.0
                             e0 = e1 = e2 = e3 = de0 = de1 = de2 = de3 = 0.0
                             if rank >= 2:
-                                c1, _, t, b0, b1, b2, b3 = hermite_axis(
-                                    x[1], lo[g, 1], up[g, 1], ih[g, 1], hh[g, 1], nc[g, 1]
-                                )
+                                c1, _, t, b0, b1, b2, b3 = point_axis(y, gc, geo, nc, g, 1)
                                 db0, db1, db2, db3 = hermite_slopes(t, ih[g, 1])
                                 vertex += c1 * vs[g, 1]
                             if rank == 3:
-                                c2, _, t, e0, e1, e2, e3 = hermite_axis(
-                                    x[2], lo[g, 2], up[g, 2], ih[g, 2], hh[g, 2], nc[g, 2]
-                                )
+                                c2, _, t, e0, e1, e2, e3 = point_axis(y, gc, geo, nc, g, 2)
                                 de0, de1, de2, de3 = hermite_slopes(t, ih[g, 2])
                                 vertex += c2 * vs[g, 2]
                             nb = 1 << (2 * rank)
@@ -423,6 +414,9 @@ def _adjoint(
                             ybar[gc[g, 1]] += g1
                             ybar[gc[g, 2]] += g2
                             continue
+                        d = gd[g]
+                        for ax in range(d):
+                            x[ax] = y[gc[g, ax]]
                         base, _ = locate(x, lo, up, ih, hh, nc, vs, g, d, v1, dv1, True)
                         tail_tensors(v1, dv1, d, d, w)
                         n_rows = 1 << (2 * (d - 1))
