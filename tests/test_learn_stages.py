@@ -140,6 +140,36 @@ def test_resume_continues_bit_identically(tiny, tmp_path):
     assert np.array_equal(io.read_dynamics(out / "again.h5")["u"], full["u"])
 
 
+def test_checkpoint_of_other_training_code_is_not_continued(tiny, tmp_path, monkeypatch):
+    """A checkpoint written by another version of the training code (dbdflow.dynamics,
+    dbdflow.boltzmann) is refused on --resume and replaced in the workflow's mode: continuing
+    it would give neither version's result."""
+    cfg, root, _ = tiny
+    out = tmp_path / "models"
+    stages.fit_initial(cfg, root / "moments" / "train.h5", "visible", "train", out / "i.h5")
+
+    def variant(name, steps):
+        return write_config(
+            tmp_path, name, lambda c: c["training"].update(steps=steps, checkpoint_every=4)
+        )
+
+    args = (root / "moments" / "train.h5", out / "i.h5", "visible")
+    stages.train(variant("full", 8), *args, out / "full.h5")
+    stages.train(variant("half", 4), *args, out / "part.h5")
+    digest = stages.training_code_digest()
+    assert len(digest) == 64 and digest == stages.training_code_digest()
+    monkeypatch.setattr(stages, "training_code_digest", lambda: "0" * 64)  # "edited kernels"
+    with pytest.raises(ValueError, match="version of the training code"):
+        stages.train(variant("more", 8), *args, out / "part.h5", resume=True)
+    stages.train(variant("more", 8), *args, out / "part.h5", resume="auto")  # from step 0
+    part = io.read_dynamics(out / "part.h5")
+    assert part["log"]["loss"].size == 8
+    assert np.array_equal(part["u"], io.read_dynamics(out / "full.h5")["u"])
+    # and the new checkpoint continues under the same code
+    stages.train(variant("longer", 12), *args, out / "part.h5", resume=True)
+    assert io.read_dynamics(out / "part.h5")["log"]["loss"].size == 12
+
+
 def test_lattice_statistics_models(tmp_path):
     """An open chain RBM (bond ends need the lattices) and a 2D lattice RBM (receptive-field
     histograms, sampled asleep moments) run through both stages with the sims files."""

@@ -62,7 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--resume",
         action="store_true",
-        help="continue bit-identically from the checkpoint beside --out, if there is one",
+        help="continue bit-identically from the checkpoint beside --out, if there is one (it "
+        "must match the config, data, θ(t0) and training code)",
     )
     t.add_argument(
         "sims", nargs="*", help="sims files of the train split (lattice-based hidden statistics)"

@@ -6,6 +6,9 @@ Each function here is one Snakemake rule and one ``dbdflow <stage>`` subcommand 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -604,10 +607,27 @@ class _Subset:
         return self.provider(*args)
 
 
+# The packages whose code computes a training step (ODE, adjoint, optimiser, moments): a
+# checkpoint written by other versions of them is not continued, since the continued run would
+# match neither the old code's result nor the new code's.
+TRAINING_CODE = ("dynamics", "boltzmann")
+
+
+@functools.cache
+def training_code_digest() -> str:
+    """SHA-256 of the source files of :data:`TRAINING_CODE` (sorted by path)."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for package in TRAINING_CODE:
+        for path in sorted((root / package).glob("*.py")):
+            digest.update(f"{package}/{path.name}\n".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _fingerprint(exp, spec, theta0, mom) -> str:
-    """Identity of everything a checkpoint must agree with (the step count may grow)."""
-    import hashlib
-    import json
+    """Identity of everything a checkpoint must agree with (the step count may grow): config,
+    data, θ(t0) and the training code (:func:`training_code_digest`)."""
 
     view = exp.view(spec.name)  # the same for the whole config and the model's own view
     training = {
@@ -619,6 +639,7 @@ def _fingerprint(exp, spec, theta0, mom) -> str:
         [exp.name, exp.seed, view["models"][spec.name], training], sort_keys=True, default=str
     )
     digest = hashlib.sha256(text.encode())
+    digest.update(training_code_digest().encode())
     digest.update(np.ascontiguousarray(theta0).tobytes())
     for name in sorted(mom["sum"]):
         digest.update(np.ascontiguousarray(mom["sum"][name]).tobytes())
@@ -751,9 +772,10 @@ def _load_checkpoint(path, fingerprint: str, n_params: int):
     data = io.read_checkpoint(path)
     if data["attrs"].get("fingerprint") != fingerprint:
         raise ValueError(
-            f"{path}: checkpoint written for another config, data or θ(t0) (only "
-            "training.steps, checkpoint_every and log_every may change on resume); delete it "
-            "or train without --resume"
+            f"{path}: checkpoint written for another config, data, θ(t0) or version of the "
+            f"training code (dbdflow.{', dbdflow.'.join(TRAINING_CODE)}; only training.steps, "
+            "checkpoint_every and log_every may change on resume); delete it or train without "
+            "--resume"
         )
     logs = data.get("log", {})
     return TrainState(
