@@ -361,7 +361,8 @@ def _forward(theta0, u, n_steps, substeps, h, a, b, pack, rank_key, keep_from, w
                                 if out:
                                     outside[i, k] += 1
                             continue
-                        # (the lookup and sums written out: as inlined helpers they were slower)
+                        # (the cell lookup and the sums written out: as inlined helpers they
+                        # were slower; point_axis, one axis of the point, is not)
                         c0, out, _, a0, a1, a2, a3 = point_axis(y, gc, geo, nc, g, 0)
                         vertex = c0 * vs[g, 0]
                         b0 = b1 = b2 = b3 = e0 = e1 = e2 = e3 = 0.0
