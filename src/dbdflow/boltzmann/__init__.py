@@ -5,10 +5,11 @@ visible, 1-3D), :func:`chain_rbm` (eq. 39), :func:`lattice_rbm` (eq. 44), :func:
 (with :mod:`.centering`). Exact 1D solutions
 (:mod:`.transfer`): :func:`exact_log_partition`, :func:`exact_moments`,
 :func:`exact_pattern_counts`, :func:`exact_sample`.
-Sampling: :mod:`.gibbs`. Learning and initial lattices: :func:`fit`, :func:`sample_initial`.
+Sampling: :mod:`.gibbs`. Learning and initial lattices: :func:`fit`, :func:`sample_initial`;
+the maximum-entropy θ(t) of a moment trajectory: :func:`maxent_path`.
 """
 
-from dbdflow.boltzmann.fit import fit, sample_initial
+from dbdflow.boltzmann.fit import fit, maxent_path, sample_initial
 from dbdflow.boltzmann.models import BoltzmannModel, chain, chain_rbm, deep, lattice, lattice_rbm
 from dbdflow.boltzmann.transfer import (
     exact_covariance,
@@ -33,5 +34,6 @@ __all__ = [
     "fit",
     "lattice",
     "lattice_rbm",
+    "maxent_path",
     "sample_initial",
 ]

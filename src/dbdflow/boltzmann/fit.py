@@ -173,6 +173,76 @@ def fit(
     return theta, log
 
 
+def maxent_path(
+    model: BoltzmannModel,
+    targets,
+    theta0,
+    rng: np.random.Generator | None = None,
+    *,
+    asleep: str = "auto",
+    n_chains: int = 50,
+    iterations: int = 300,
+    learning_rate: float = 0.02,
+    average: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-entropy parameters along a moment trajectory: θ_n with ⟨T⟩_θn = μ_n (eq. 25 with
+    given awake moments) for every row μ_n of ``targets`` (n_times, K), e.g. the data moments
+    :func:`dbdflow.boltzmann.awake.chain_statistics` of a fully visible model. This is the path
+    θ(t) that a DBD's dθ/dt = F(θ) must follow to reproduce the data exactly.
+
+    Fitted in time order, each θ_n starting from the previous time's last iterate (θ_0 from
+    ``theta0``): ``iterations`` Adam steps
+    on the per-site gradient (μ_n − ⟨T⟩_θ)/N, with Adam's moment estimates and (``asleep``
+    "pcd") ``n_chains`` persistent chains carried on from one time to the next, each advanced
+    one sweep per step. With exact moments ("exact": 1D chains) θ_n is the last iterate; with
+    sampled ones the mean of the last ``average`` fraction of iterates (Polyak averaging).
+    Returns (θ (n_times, K), the model moments ⟨T⟩ (n_times, K) at θ_n: exact, or the mean over
+    the averaged iterations' chains, an estimate whose agreement with μ_n measures the fit).
+    """
+    if model.n_hidden:
+        raise ValueError(f"maxent_path needs a fully visible model, got {model.family!r}")
+    targets = np.asarray(targets, dtype=np.float64)
+    if targets.ndim != 2 or targets.shape[1] != model.n_params:
+        raise ValueError(f"targets must be (n_times, {model.n_params}), got {targets.shape}")
+    if not np.all(np.isfinite(targets)):
+        raise ValueError("targets must be finite")
+    mode = _asleep_mode(model, asleep)
+    if mode not in ("exact", "pcd"):
+        raise ValueError(f"asleep must be 'auto', 'exact' or 'pcd', got {asleep!r}")
+    if mode == "pcd" and rng is None:
+        raise ValueError("asleep='pcd' needs an rng (numpy Generator)")
+    if iterations < 1 or not 0 <= average < 1:
+        raise ValueError(f"need iterations >= 1 and 0 <= average < 1, got {iterations}, {average}")
+    theta = model._theta(theta0).copy()
+    chains = None
+    if mode == "pcd":
+        chains = gibbs.random_state(model, n_chains, rng)
+        gibbs.sweep(model, theta, chains, 10, rng)
+    keep = max(1, int(average * iterations)) if mode == "pcd" else 1
+    m1, m2, t = np.zeros_like(theta), np.zeros_like(theta), 0
+    path, moments = np.empty_like(targets), np.empty_like(targets)
+    for n, target in enumerate(targets):
+        thetas, means = [], []
+        for i in range(iterations):
+            if mode == "exact":
+                mean = transfer.exact_moments(model, theta)
+            else:
+                mean = gibbs.sweep(model, theta, chains, 1, rng).statistics().mean(axis=0)
+            if i >= iterations - keep:
+                thetas.append(theta.copy())
+                means.append(mean)
+            grad = (target - mean) / model.n_sites
+            t += 1
+            m1 = 0.9 * m1 + 0.1 * grad
+            m2 = 0.999 * m2 + 0.001 * grad**2
+            theta = theta + learning_rate * (m1 / (1 - 0.9**t)) / (
+                np.sqrt(m2 / (1 - 0.999**t)) + 1e-12
+            )
+        path[n] = np.mean(thetas, axis=0)
+        moments[n] = np.mean(means, axis=0)
+    return path, moments
+
+
 def _awake(model: BoltzmannModel, data: np.ndarray) -> Callable:
     """(θ, rows) → mean E[T | v] over data[rows]; θ-independent parts are computed once
     (statistics of fully visible models, receptive-field histograms of one-hidden-layer models)."""
