@@ -54,6 +54,16 @@ def main(argv=None) -> None:
             f"{args.config}: models.{args.model} must be fully visible (family: lattice)"
         )
     mom = io.read_moments(args.moments)
+    if mom["attrs"].get("experiment") != exp.name:
+        raise SystemExit(
+            f"{args.moments}: holds experiment {mom['attrs'].get('experiment')!r}, "
+            f"{args.config} is {exp.name!r}"
+        )
+    if not 1 <= args.steps < mom["times"].size or args.every < 1:
+        raise SystemExit(
+            f"--steps must be in 1..{mom['times'].size - 1} (the data steps of {args.moments}) "
+            f"and --every >= 1, got {args.steps} and {args.every}"
+        )
     targets = awake.chain_statistics(model, mom["mean"])[0, : args.steps + 1]
     given = spec.initial.method == "given"
     theta0 = np.array([spec.initial.values[n] for n in names]) if given else np.zeros(len(names))
@@ -69,14 +79,15 @@ def main(argv=None) -> None:
         n_chains=args.chains,
         iterations=args.iterations,
     )
-    residual = np.abs(moments - targets) / targets
+    with np.errstate(divide="ignore", invalid="ignore"):  # a moment of 0: left out
+        residual = np.where(targets > 0, np.abs(moments - targets) / targets, np.nan)
     counts = [k for k, n in enumerate(names) if n.startswith("b_")]
     pairs = [k for k, n in enumerate(names) if n.startswith("J_")]
     print(f"max-ent path of steps 0-{args.steps} ({time.perf_counter() - start:.0f} s)")
     print(
         f"model moments vs data, steps 1-{args.steps}: counts within "
-        f"{100 * residual[1:, counts].max():.1f} %, pairs within "
-        f"{100 * residual[1:, pairs].max():.1f} % (largest relative difference)"
+        f"{100 * np.nanmax(residual[1:, counts]):.1f} %, pairs within "
+        f"{100 * np.nanmax(residual[1:, pairs]):.1f} % (largest relative difference)"
     )
     rate = np.abs(np.diff(path, axis=0)) / dt
     for label, cols in (("biases", counts), ("couplings", pairs)):
@@ -89,9 +100,15 @@ def main(argv=None) -> None:
 
     learned = None
     if args.dynamics:
+        dynamics = io.read_dynamics(args.dynamics)
+        if tuple(dynamics["param_names"]) != tuple(names):
+            raise SystemExit(
+                f"{args.dynamics}: learned for parameters {dynamics['param_names']}, "
+                f"models.{args.model} has {names}"
+            )
         times = mom["times"][: args.steps + 1]
         start = theta0 if given else path[0]  # training's θ(t0), else the data's at step 0
-        learned = integrate(io.read_dynamics(args.dynamics), start[None], times)[0][0]
+        learned = integrate(dynamics, start[None], times)[0][0]
 
     a = model.visible_species[0]
     print(

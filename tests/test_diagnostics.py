@@ -1,6 +1,6 @@
 """diagnostics/rossler_maxent.py on a 4x4x4 version of the Rössler config: simulate, aggregate,
-fit the maximum-entropy path and probe it; the printed path reproduces the data's moments, and a
-model with hidden units is refused with its config field named."""
+fit the maximum-entropy path and probe it; bad input (a model with hidden units, steps beyond the
+data) is refused, naming the config field or option."""
 
 import importlib.util
 from pathlib import Path
@@ -57,7 +57,9 @@ def test_script_prints_the_path_and_the_phase_probe(small, capsys):
     np.testing.assert_allclose([float(x) for x in rows[0][2:5]], np.log(10 / 34), atol=0.5)
 
 
-def test_script_refuses_a_model_with_hidden_units(small):
+def test_script_refuses_bad_input(small):
     cfg, moments = small
     with pytest.raises(SystemExit, match=r"models\.rbm must be fully visible"):
         load_script().main(["--config", str(cfg), "--moments", str(moments), "--model", "rbm"])
+    with pytest.raises(SystemExit, match=r"--steps must be in 1\.\.4"):
+        load_script().main(["--config", str(cfg), "--moments", str(moments), "--steps", "5"])

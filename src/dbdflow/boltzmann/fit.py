@@ -191,11 +191,11 @@ def maxent_path(
     θ(t) that a DBD's dθ/dt = F(θ) must follow to reproduce the data exactly.
 
     Fitted in time order, each θ_n starting from the previous time's last iterate (θ_0 from
-    ``theta0``): ``iterations`` Adam steps
-    on the per-site gradient (μ_n − ⟨T⟩_θ)/N, with Adam's moment estimates and (``asleep``
-    "pcd") ``n_chains`` persistent chains carried on from one time to the next, each advanced
-    one sweep per step. With exact moments ("exact": 1D chains) θ_n is the last iterate; with
-    sampled ones the mean of the last ``average`` fraction of iterates (Polyak averaging).
+    ``theta0``): ``iterations`` Adam steps on the per-site gradient (μ_n − ⟨T⟩_θ)/N, with Adam's
+    moment estimates and (``asleep`` "pcd") ``n_chains`` persistent chains carried on from one
+    time to the next, each advanced one sweep per step. With exact moments ("exact": 1D chains)
+    θ_n is the last iterate; with sampled ones the mean of the last ``average`` fraction of
+    iterates (Polyak averaging).
     Returns (θ (n_times, K), the model moments ⟨T⟩ (n_times, K) at θ_n: exact, or the mean over
     the averaged iterations' chains, an estimate whose agreement with μ_n measures the fit).
     """
