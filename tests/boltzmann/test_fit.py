@@ -273,5 +273,7 @@ def test_bad_arguments_raise():
         maxent_path(visible, np.zeros((2, 2)), np.zeros(2), asleep="cd")
     with pytest.raises(ValueError, match="rng"):
         maxent_path(visible, np.zeros((2, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match="decay > 0"):
+        maxent_path(visible, np.zeros((2, 2)), np.zeros(2), np.random.default_rng(0), decay=0)
     with pytest.raises(ValueError, match="exact sampling"):
         sample_initial(model, np.zeros(3), 3, np.random.default_rng(0), method="exact")

@@ -183,7 +183,8 @@ def maxent_path(
     n_chains: int = 50,
     iterations: int = 300,
     learning_rate: float = 0.02,
-    average: float = 0.5,
+    decay: float = 30.0,
+    average: float = 0.3,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Maximum-entropy parameters along a moment trajectory: θ_n with ⟨T⟩_θn = μ_n (eq. 25 with
     given awake moments) for every row μ_n of ``targets`` (n_times, K), e.g. the data moments
@@ -194,8 +195,11 @@ def maxent_path(
     ``theta0``): ``iterations`` Adam steps on the per-site gradient (μ_n − ⟨T⟩_θ)/N, with Adam's
     moment estimates and (``asleep`` "pcd") ``n_chains`` persistent chains carried on from one
     time to the next, each advanced one sweep per step. With exact moments ("exact": 1D chains)
-    θ_n is the last iterate; with sampled ones the mean of the last ``average`` fraction of
-    iterates (Polyak averaging).
+    θ_n is the last iterate. With sampled ones it is the mean of the last ``average`` fraction of
+    iterates (Polyak averaging), over which the step shrinks as ``learning_rate``/(1 + j/``decay``)
+    at the j-th of them (stochastic approximation): with a constant step the iterates keep
+    jittering, and where the moments are very sensitive to θ (near a phase transition) the mean
+    of that jitter's moments differs from the moments at the mean θ.
     Returns (θ (n_times, K), the model moments ⟨T⟩ (n_times, K) at θ_n: exact, or the mean over
     the averaged iterations' chains, an estimate whose agreement with μ_n measures the fit).
     """
@@ -211,8 +215,11 @@ def maxent_path(
         raise ValueError(f"asleep must be 'auto', 'exact' or 'pcd', got {asleep!r}")
     if mode == "pcd" and rng is None:
         raise ValueError("asleep='pcd' needs an rng (numpy Generator)")
-    if iterations < 1 or not 0 <= average < 1:
-        raise ValueError(f"need iterations >= 1 and 0 <= average < 1, got {iterations}, {average}")
+    if iterations < 1 or not 0 <= average < 1 or not decay > 0:
+        raise ValueError(
+            f"need iterations >= 1, 0 <= average < 1 and decay > 0, got {iterations}, "
+            f"{average}, {decay}"
+        )
     theta = model._theta(theta0).copy()
     chains = None
     if mode == "pcd":
@@ -235,9 +242,9 @@ def maxent_path(
             t += 1
             m1 = 0.9 * m1 + 0.1 * grad
             m2 = 0.999 * m2 + 0.001 * grad**2
-            theta = theta + learning_rate * (m1 / (1 - 0.9**t)) / (
-                np.sqrt(m2 / (1 - 0.999**t)) + 1e-12
-            )
+            late = i - (iterations - keep)  # > 0: into the averaged part (sampled moments only)
+            rate = learning_rate / (1 + late / decay) if late > 0 else learning_rate
+            theta = theta + rate * (m1 / (1 - 0.9**t)) / (np.sqrt(m2 / (1 - 0.999**t)) + 1e-12)
         path[n] = np.mean(thetas, axis=0)
         moments[n] = np.mean(means, axis=0)
     return path, moments
