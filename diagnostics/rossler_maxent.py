@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from dbdflow import config, io, rng
+from dbdflow import io, rng, stages
 from dbdflow.boltzmann import awake, gibbs, maxent_path
 from dbdflow.evaluate.predictions import integrate
 
@@ -45,19 +45,11 @@ def main(argv=None) -> None:
     ap.add_argument("--dynamics", default=None, help="a learned dynamics.h5 of the same model")
     args = ap.parse_args(argv)
 
-    exp = config.load(args.config)
-    spec = exp.model(args.model)
-    model = spec.build(exp)
+    exp, spec, model, mom = stages.learn_inputs(args.config, args.moments, args.model, "train")
     names = model.param_names
     if model.n_hidden or names[0] != f"b_{model.visible_species[0]}":
         raise SystemExit(
             f"{args.config}: models.{args.model} must be fully visible (family: lattice)"
-        )
-    mom = io.read_moments(args.moments)
-    if mom["attrs"].get("experiment") != exp.name:
-        raise SystemExit(
-            f"{args.moments}: holds experiment {mom['attrs'].get('experiment')!r}, "
-            f"{args.config} is {exp.name!r}"
         )
     if not 1 <= args.steps < mom["times"].size or args.every < 1:
         raise SystemExit(

@@ -209,7 +209,7 @@ def _world(expect_ranks: int | None):
 # --- learning: θ(t0) per IC and Algorithm 1 ----------------------------------------------------
 
 
-def _learn_inputs(config_path, moments_path, model_name, split):
+def learn_inputs(config_path, moments_path, model_name, split):
     """(experiment, model spec, Boltzmann model, moments dict) with consistency checks."""
     exp = config_mod.load(config_path)
     spec = exp.model(model_name)
@@ -275,7 +275,7 @@ def fit_initial(
     from dbdflow.boltzmann import fit as bm_fit
     from dbdflow.boltzmann.initial_theta import fit_exact
 
-    exp, spec, model, mom = _learn_inputs(config_path, moments_path, model_name, split)
+    exp, spec, model, mom = learn_inputs(config_path, moments_path, model_name, split)
     names, ini = spec.param_names, spec.initial
     n_ics = mom["mean"]["counts"].shape[0]
     theta0 = np.zeros((n_ics, len(names)))
@@ -436,7 +436,7 @@ def cross_validate(
     from dbdflow.dynamics import train as algo
     from dbdflow.evaluate import metrics, predictions
 
-    exp, spec, model, mom = _learn_inputs(config_path, moments_path, model_name, "train")
+    exp, spec, model, mom = learn_inputs(config_path, moments_path, model_name, "train")
     exact = spec.family in config_mod.EXACT_FAMILIES and exp.lattice.ndim == 1
     if not exact or len(exp.species) != 1:
         raise ValueError(
@@ -672,7 +672,7 @@ def train(
     """
     from dbdflow.dynamics import train as algo
 
-    exp, spec, model, mom = _learn_inputs(config_path, moments_path, model_name, "train")
+    exp, spec, model, mom = learn_inputs(config_path, moments_path, model_name, "train")
     theta0 = _train_theta0(initial_path, spec, mom)
     names = spec.param_names
     problem, dyn_model, settings, grid, coords, prior = _algorithm(

@@ -142,11 +142,7 @@ def fit(
             break
         step_grad = centred.gradient(model, grad, offsets) if centering else grad
         if method == "adam":
-            m1 = 0.9 * m1 + 0.1 * step_grad
-            m2 = 0.999 * m2 + 0.001 * step_grad**2
-            update = (m1 / (1 - 0.9 ** (step + 1))) / (
-                np.sqrt(m2 / (1 - 0.999 ** (step + 1))) + 1e-12
-            )
+            m1, m2, update = _adam_direction(m1, m2, step_grad, step + 1)
         else:
             update = step_grad
         params = params + rate(step) * update
@@ -238,16 +234,22 @@ def maxent_path(
             if i >= iterations - keep:
                 thetas.append(theta.copy())
                 means.append(mean)
-            grad = (target - mean) / model.n_sites
             t += 1
-            m1 = 0.9 * m1 + 0.1 * grad
-            m2 = 0.999 * m2 + 0.001 * grad**2
+            m1, m2, direction = _adam_direction(m1, m2, (target - mean) / model.n_sites, t)
             late = i - (iterations - keep)  # > 0: into the averaged part (sampled moments only)
             rate = learning_rate / (1 + late / decay) if late > 0 else learning_rate
-            theta = theta + rate * (m1 / (1 - 0.9**t)) / (np.sqrt(m2 / (1 - 0.999**t)) + 1e-12)
+            theta = theta + rate * direction
         path[n] = np.mean(thetas, axis=0)
         moments[n] = np.mean(means, axis=0)
     return path, moments
+
+
+def _adam_direction(m1, m2, grad, t):
+    """Adam's moment estimates after gradient ``grad`` at step ``t`` (1-based, β = 0.9, 0.999)
+    and its ascent direction m̂/(√v̂ + 1e-12): (m1, m2, direction)."""
+    m1 = 0.9 * m1 + 0.1 * grad
+    m2 = 0.999 * m2 + 0.001 * grad**2
+    return m1, m2, (m1 / (1 - 0.9**t)) / (np.sqrt(m2 / (1 - 0.999**t)) + 1e-12)
 
 
 def _awake(model: BoltzmannModel, data: np.ndarray) -> Callable:
